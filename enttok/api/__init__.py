@@ -1,0 +1,1 @@
+"""The HTTP side of the daemon: REST routes, the guard in front of them, /events."""

@@ -1,0 +1,98 @@
+"""The REST routes. Each one parses its input, calls a service, and returns JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+
+from enttok import __version__
+from enttok.api import jobs
+from enttok.api.errors import APIError, install_error_handlers
+from enttok.api.requests import json_bytes, read_json
+from enttok.jobs.engine import JobEngine
+from enttok.settings import SettingsError, SettingsStore
+from enttok.settings.schema import public_view
+
+StatusSource = Callable[[], Mapping[str, Any]]
+
+
+def idle_status() -> Mapping[str, Any]:
+    """The status of a daemon that runs no job engine."""
+    return {"queue_depth": 0, "workers": {"active": 0, "idle": 0},
+            "scheduler": {"running": False, "jobs": 0}}
+
+
+class BackendAPI:
+    """
+    The Klein application behind the guard.
+
+    @param clock: the reactor's clock, for uptime.
+    @param settings: the settings store.
+    @param status: returns the engine's part of C{/status}.
+    @param engine: the job engine (C{None}: the C{/jobs} routes answer 404).
+    """
+
+    app = Klein()
+    install_error_handlers(app)
+
+    def __init__(self, clock: IReactorTime, settings: SettingsStore,
+                 status: StatusSource = idle_status, engine: JobEngine | None = None) -> None:
+        self._clock = clock
+        self._started = clock.seconds()
+        self._settings = settings
+        self._status = status
+        self._engine = engine
+
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    def _uptime(self) -> int:
+        return int(self._clock.seconds() - self._started)
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request: IRequest) -> bytes:
+        return json_bytes(request, {"status": "ok", "version": __version__,
+                                    "uptime_sec": self._uptime()})
+
+    @app.route("/status", methods=["GET"])
+    def status(self, request: IRequest) -> bytes:
+        return json_bytes(request, {"uptime_sec": self._uptime(), **self._status()})
+
+    @app.route("/settings", methods=["GET"])
+    def get_settings(self, request: IRequest) -> bytes:
+        return json_bytes(request, public_view(self._settings.current))
+
+    @app.route("/settings", methods=["POST"])
+    def post_settings(self, request: IRequest) -> Deferred[bytes]:
+        update = read_json(request)
+        try:
+            d = self._settings.update(update)
+        except SettingsError as e:
+            raise APIError(400, "invalid_setting", e.message, {"field": e.field}) from None
+        return d.addCallback(lambda new: json_bytes(request, public_view(new)))
+
+    def _jobs(self) -> JobEngine:
+        if self._engine is None:
+            raise APIError(404, "not_found", "no such route")
+        return self._engine
+
+    @app.route("/jobs", methods=["POST"])
+    def submit_job(self, request: IRequest) -> Deferred[bytes]:
+        return jobs.submit(self._jobs(), request)
+
+    @app.route("/jobs", methods=["GET"])
+    def list_jobs(self, request: IRequest) -> Deferred[bytes]:
+        return jobs.listing(self._jobs(), request)
+
+    @app.route("/jobs/<string:job_id>", methods=["GET"])
+    def get_job(self, request: IRequest, job_id: str) -> Deferred[bytes]:
+        return jobs.detail(self._jobs(), request, job_id)
+
+    @app.route("/jobs/<string:job_id>/cancel", methods=["POST"])
+    def cancel_job(self, request: IRequest, job_id: str) -> Deferred[bytes]:
+        return jobs.cancel(self._jobs(), request, job_id)

@@ -1,0 +1,101 @@
+"""The resource in front of everything: Host check, token check, CORS, routing.
+
+Every request passes here first, so no route can forget authentication.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Sequence
+
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+from enttok.api.errors import APIError, render_error
+
+TOKEN_HEADER = b"x-backend-token"
+#: Browsers cannot set headers on a WebSocket; they offer the token as a subprotocol.
+TOKEN_SUBPROTOCOL_PREFIX = "enttok.token."
+EVENTS_PATH = b"/events"
+
+
+def offered_subprotocols(request: IRequest) -> list[str]:
+    """The subprotocols a WebSocket client offered, in order."""
+    raw = request.getHeader(b"sec-websocket-protocol") or b""
+    return [p.strip() for p in raw.decode("latin-1").split(",") if p.strip()]
+
+
+def presented_token(request: IRequest) -> str | None:
+    """The token a request carries: the header, else a token subprotocol."""
+    header = request.getHeader(TOKEN_HEADER)
+    if header is not None:
+        return header.decode("latin-1")
+    for proto in offered_subprotocols(request):
+        if proto.startswith(TOKEN_SUBPROTOCOL_PREFIX):
+            return proto[len(TOKEN_SUBPROTOCOL_PREFIX):]
+    return None
+
+
+class Guard(Resource):
+    """
+    Checks C{Host}, the token and C{Origin}, then hands the request to the API
+    or, for C{/events}, to the WebSocket resource.
+
+    @ivar port: the port actually listened on, set once listening (for the Host check).
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        api: IResource,
+        events: IResource | None,
+        token: str,
+        allowed_origins: Callable[[], Sequence[str]],
+    ) -> None:
+        super().__init__()
+        self._api = api
+        self._events = events
+        self._token = token.encode("utf-8")
+        self._allowed_origins = allowed_origins
+        self.port = 0
+
+    def _host_ok(self, request: IRequest) -> bool:
+        host = (request.getHeader(b"host") or b"").lower()
+        return host in (b"127.0.0.1:%d" % self.port, b"localhost:%d" % self.port)
+
+    def _token_ok(self, request: IRequest) -> bool:
+        token = presented_token(request)
+        return token is not None and hmac.compare_digest(token.encode("utf-8"), self._token)
+
+    def _origin(self, request: IRequest) -> tuple[str | None, bool]:
+        raw = request.getHeader(b"origin")
+        if raw is None:
+            return None, False
+        origin = raw.decode("latin-1")
+        return origin, origin in self._allowed_origins()
+
+    def render(self, request: IRequest) -> bytes | int:
+        origin, origin_allowed = self._origin(request)
+        if origin is not None and origin_allowed:
+            request.setHeader(b"access-control-allow-origin", origin.encode("latin-1"))
+            request.setHeader(b"vary", b"Origin")
+        if not self._host_ok(request):
+            return render_error(request, APIError(
+                403, "forbidden_host", "requests must be addressed to 127.0.0.1 or localhost"))
+        if request.method == b"OPTIONS" and origin_allowed:
+            request.setResponseCode(204)
+            request.setHeader(b"access-control-allow-methods", b"GET, POST")
+            request.setHeader(b"access-control-allow-headers",
+                              b"X-Backend-Token, Content-Type")
+            request.setHeader(b"access-control-max-age", b"600")
+            return b""
+        if not self._token_ok(request):
+            return render_error(request, APIError(
+                401, "unauthorized", "missing or wrong X-Backend-Token"))
+        if request.path == EVENTS_PATH and self._events is not None:
+            if origin is not None and not origin_allowed:
+                return render_error(request, APIError(
+                    403, "forbidden_origin", f"origin {origin!r} is not in allowed_origins"))
+            return self._events.render(request)
+        return self._api.render(request)

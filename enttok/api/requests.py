@@ -1,0 +1,89 @@
+"""Reading requests: a body-size limit enforced while receiving, and JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web import server
+from twisted.web.iweb import IRequest
+
+from enttok.api.errors import APIError, error_body
+
+MAX_BODY = 1024 * 1024
+
+
+class LimitedRequest(server.Request):
+    """
+    A request that refuses bodies over L{MAX_BODY} as soon as it can tell.
+
+    A declared length over the limit, or a chunked body that grows past it, is
+    answered with 413 at once and the connection closed: the rest is never read.
+    """
+
+    max_body = MAX_BODY
+    _received = 0
+    _rejected = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.max_body:
+            self._reject()
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        self._received += len(data)
+        if self._received > self.max_body:
+            self._reject()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._rejected:
+            super().requestReceived(command, path, version)
+
+    def _reject(self) -> None:
+        self._rejected = True
+        # The channel answers "Expect: 100-continue" right after gotLength; no
+        # 100 may follow the final 413 (and the client must not send the body).
+        self.requestHeaders.removeHeader(b"expect")
+        body = error_body("body_too_large", f"request body over {self.max_body} bytes")
+        head = (
+            b"HTTP/1.1 413 Payload Too Large\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % len(body)
+        )
+        transport = self.channel.transport
+        assert transport is not None
+        transport.write(head + body)
+        transport.loseConnection()
+
+
+def read_json(request: IRequest, required: bool = True) -> Any:
+    """
+    Return the request's JSON body.
+
+    @param required: when false, an empty body without a content type gives C{None}.
+    @raise APIError: 415 for another content type, 400 for malformed JSON.
+    """
+    body = request.content.read() if request.content is not None else b""
+    ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    if not body.strip() and not ctype and not required:
+        return None
+    if ctype != b"application/json":
+        raise APIError(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise APIError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
+
+
+def json_bytes(request: IRequest, value: Any, status: int = 200) -> bytes:
+    """Set a JSON response on C{request} and return its encoded body."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,1 @@
+"""The job engine: types, persistent queue, workers, scheduler."""

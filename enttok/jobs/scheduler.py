@@ -1,0 +1,75 @@
+"""Periodic jobs from the C{schedule} settings, changed live when settings change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import frozen
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from enttok.jobs.engine import JobEngine
+from enttok.periodic import PeriodicService
+from enttok.settings import SettingsStore
+
+
+@frozen
+class Entry:
+    """A job type run every C{settings[schedule][key] * unit} seconds (0: off)."""
+
+    job_type: str
+    key: str
+    unit: float
+
+
+ENTRIES = (
+    Entry("vault.scan", "vault_scan_minutes", 60.0),
+    Entry("connector.github.sync", "github_sync_minutes", 60.0),
+    Entry("maintenance.compact", "compact_hours", 3600.0),
+)
+
+
+class Scheduler(MultiService):
+    """Submits coalesced jobs on timers; only registered job types are scheduled."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, engine: JobEngine, settings: SettingsStore,
+                 entries: tuple[Entry, ...] = ENTRIES) -> None:
+        super().__init__()
+        self._engine = engine
+        self._settings = settings
+        self._timers: dict[Entry, PeriodicService] = {}
+        for entry in entries:
+            if entry.job_type not in engine.registry:
+                continue
+            timer = PeriodicService(clock, self._interval(entry, settings.current),
+                                    self._submitter(entry.job_type), entry.job_type)
+            timer.setServiceParent(self)
+            self._timers[entry] = timer
+        settings.subscribe(self._settings_changed)
+
+    @staticmethod
+    def _interval(entry: Entry, settings: Mapping[str, Any]) -> float:
+        return float(settings["schedule"][entry.key]) * entry.unit
+
+    def _submitter(self, job_type: str) -> Any:
+        def submit() -> Deferred[Any]:
+            return self._engine.submit(job_type, {})
+        return submit
+
+    def _settings_changed(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        for entry, timer in self._timers.items():
+            interval = self._interval(entry, new)
+            if interval != timer.interval:
+                self.log.info("{job_type} now every {seconds:.0f} s", job_type=entry.job_type,
+                              seconds=interval)
+                timer.set_interval(interval)
+
+    def status(self) -> dict[str, Any]:
+        """The C{scheduler} part of C{/status}."""
+        active = sum(1 for t in self._timers.values() if t.interval > 0)
+        return {"running": bool(self.running), "jobs": active}

@@ -1,0 +1,136 @@
+"""Process lifecycle: listening, the ready line, and leaving with the parent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTCP
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from enttok import __version__
+from enttok.api.guard import Guard
+
+log = Logger(namespace="enttok.lifecycle")
+
+
+def write_ready_line(port: int, fd: int = 1) -> None:
+    """Write the one line Electron waits for to the process's real stdout."""
+    line = json.dumps({"event": "ready", "port": port, "pid": os.getpid(),
+                       "version": __version__})
+    os.write(fd, (line + "\n").encode("utf-8"))
+
+
+class WebService(Service):
+    """
+    Serves the site on 127.0.0.1 only.
+
+    L{bind} listens before the reactor runs, so a busy port is a start-up error;
+    once the reactor is running, the port is announced with the ready line.
+    """
+
+    def __init__(self, reactor: IReactorTCP, port: int, site: Site, guard: Guard,
+                 announce: Callable[[int], None] = write_ready_line) -> None:
+        self._reactor = reactor
+        self._port = port
+        self._site = site
+        self._guard = guard
+        self._announce = announce
+        self._listening: IListeningPort | None = None
+
+    def bind(self) -> int:
+        """
+        Start listening and return the port.
+
+        @raise twisted.internet.error.CannotListenError: when the port is taken.
+        """
+        self._listening = self._reactor.listenTCP(
+            self._port, self._site, interface="127.0.0.1")  # type: ignore[arg-type]
+        port: int = self._listening.getHost().port  # type: ignore[attr-defined]
+        self._guard.port = port
+        return port
+
+    @property
+    def port(self) -> int:
+        return self._guard.port
+
+    def startService(self) -> None:
+        super().startService()
+        if self._listening is None:
+            self.bind()
+        log.info("listening on http://127.0.0.1:{port}", port=self.port)
+        # twistd starts services before the reactor runs and installs its signal
+        # handlers; a parent that sends SIGTERM as soon as it reads the ready line
+        # must find them in place, so announce only once the reactor is running.
+        self._reactor.callWhenRunning(  # type: ignore[attr-defined]
+            self._announce, self.port)
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        listening, self._listening = self._listening, None
+        if listening is None:
+            return succeed(None)
+        return listening.stopListening() or succeed(None)
+
+
+class StdinWatcher(Service):
+    """Stops the reactor when standard input closes (the parent died or let go)."""
+
+    def __init__(self, reactor: IReactorCore, fd: int = 0) -> None:
+        self._reactor = reactor
+        self._fd = fd
+
+    def startService(self) -> None:
+        super().startService()
+        threading.Thread(target=self._wait, name="stdin-watcher", daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            while os.read(self._fd, 4096):
+                pass
+        except OSError:
+            pass
+        self._reactor.callFromThread(self._parent_gone)  # type: ignore[attr-defined]
+
+    def _parent_gone(self) -> None:
+        if self.running:
+            log.info("standard input closed; stopping")
+            self._reactor.stop()
+
+
+def parent_watch(reactor: IReactorCore, parent_pid: int,
+                 getppid: Callable[[], int] = os.getppid) -> Callable[[], None]:
+    """Return a check, for a periodic service, that stops the reactor once orphaned."""
+    stopped: list[bool] = []
+
+    def check() -> None:
+        if getppid() != parent_pid and not stopped:
+            stopped.append(True)
+            log.info("parent process {pid} is gone; stopping", pid=parent_pid)
+            reactor.stop()
+
+    return check
+
+
+def exit_cleanly_on_sigterm(reactor: IReactorCore) -> None:
+    """
+    Make a stop requested by SIGTERM end the process with status 0.
+
+    twistd and twist re-raise the signal that stopped the reactor once it has
+    stopped, so the parent would see the process killed by SIGTERM; but SIGTERM
+    is how the desktop app asks the backend to quit, and a clean quit is status 0.
+    """
+
+    def forget_sigterm() -> None:
+        # The reactor records the stopping signal here (_ISupportsExitSignalCapturing).
+        if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+            reactor._exitSignal = None  # type: ignore[attr-defined]
+
+    reactor.addSystemEventTrigger("after", "shutdown", forget_sigterm)

@@ -1,0 +1,140 @@
+"""Builds the daemon's service tree from its configuration."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from twisted.web.server import Site
+
+from enttok.api.app import BackendAPI
+from enttok.api.guard import Guard
+from enttok.api.requests import LimitedRequest
+from enttok.config import Config, ConfigError, load_or_create_token
+from enttok.events.bus import EventBus
+from enttok.events.websocket import EventStream, events_resource
+from enttok.jobs.engine import JobEngine
+from enttok.jobs.registry import JobRegistry, JobType
+from enttok.jobs.scheduler import Scheduler
+from enttok.lifecycle import StdinWatcher, WebService, parent_watch
+from enttok.logs import JSONLogService
+from enttok.maintenance.compact import compact_job
+from enttok.periodic import PeriodicService
+from enttok.settings import SettingsStore
+from enttok.settings.schema import secrets_of
+from enttok.store import Database, SchemaTooNew
+from enttok.store import jobs as job_store
+from enttok.threads import ThreadPoolService, pool_runner
+
+log = Logger(namespace="enttok.service")
+
+#: Idle HTTP connections are closed after this many seconds.
+HTTP_TIMEOUT = 60
+
+
+class DatabaseService(Service):
+    """Closes the database when the daemon stops (after the services that use it)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return self._db.close()
+
+
+def open_database(reactor: Any, config: Config, parent: MultiService) -> Database:
+    """Open (and migrate) C{index.db} with its own single writer thread."""
+    pool = ThreadPool(1, 1, "enttok-db")
+    ThreadPoolService(reactor, pool).setServiceParent(parent)
+    db = Database(config.db_path, pool_runner(reactor, pool))
+    try:
+        db.open()
+    except SchemaTooNew as e:
+        raise ConfigError(str(e)) from None
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"cannot open {config.db_path}: {e}") from None
+    DatabaseService(db).setServiceParent(parent)
+    return db
+
+
+def registry_for(reactor: Any, db: Database, settings: SettingsStore) -> JobRegistry:
+    """Every job type this build can run."""
+    return JobRegistry([
+        compact_job(db, reactor.seconds, lambda: settings.get("retention.jobs_days")),
+    ])
+
+
+def from_config(reactor: Any, config: Config,
+                extra_job_types: Iterable[JobType] = ()) -> MultiService:
+    """
+    Build (and bind) the whole daemon; nothing runs until the reactor does.
+
+    @param extra_job_types: more job types to register (tests and benchmarks).
+    @raise ConfigError: when the daemon cannot start (e.g. the port is taken).
+    """
+    top = MultiService()
+    token = config.token or load_or_create_token(config.token_path)
+    if config.token is None:
+        log.info("token stored in {path}", path=str(config.token_path))
+
+    settings = SettingsStore(config.settings_path, pool_runner(reactor, reactor.getThreadPool()))
+    settings.load()
+    if config.vault is not None:
+        settings.validate({"vault_path": str(config.vault)})
+        settings._current["vault_path"] = str(config.vault)
+
+    JSONLogService(config.log_dir, lambda: [token, *secrets_of(settings.current)]
+                   ).setServiceParent(top)
+
+    db = open_database(reactor, config, top)
+    job_pool = ThreadPool(1, 2, "enttok-jobs")
+    ThreadPoolService(reactor, job_pool).setServiceParent(top)
+    bus = EventBus(job_store.max_event_id(db.connection))
+    registry = registry_for(reactor, db, settings)
+    for job_type in extra_job_types:
+        registry.register(job_type)
+    engine = JobEngine(reactor, db, registry, bus,
+                       pool_runner(reactor, job_pool), reactor.callFromThread,
+                       workers=settings.get("workers"))
+    engine.setName("jobs")
+    engine.setServiceParent(top)
+    scheduler = Scheduler(reactor, engine, settings)
+    scheduler.setName("scheduler")
+    scheduler.setServiceParent(top)
+
+    def workers_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        if old["workers"] != new["workers"]:
+            engine.set_workers(new["workers"])
+
+    settings.subscribe(workers_changed)
+
+    def status() -> Mapping[str, Any]:
+        return {**engine.status(), "scheduler": scheduler.status()}
+
+    api = BackendAPI(reactor, settings, status, engine)
+    stream = EventStream(reactor, bus, db)
+    guard = Guard(api.resource(), events_resource(stream), token,
+                  lambda: settings.get("allowed_origins"))
+    site = Site(guard, requestFactory=LimitedRequest, timeout=HTTP_TIMEOUT)
+    site.displayTracebacks = False
+    web = WebService(reactor, config.port, site, guard)
+    try:
+        web.bind()
+    except CannotListenError as e:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{config.port}: {e.socketError}") from None
+    web.setName("web")
+    web.setServiceParent(top)
+
+    if config.exit_on_stdin_close:
+        StdinWatcher(reactor).setServiceParent(top)
+    if config.parent_pid is not None:
+        PeriodicService(reactor, 1.0, parent_watch(reactor, config.parent_pid),
+                        "parent-watch").setServiceParent(top)
+    return top

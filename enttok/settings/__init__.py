@@ -1,0 +1,6 @@
+"""User settings: schema, validation and persistence."""
+
+from enttok.settings.schema import SettingsError
+from enttok.settings.store import SettingsStore
+
+__all__ = ["SettingsError", "SettingsStore"]

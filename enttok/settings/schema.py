@@ -1,0 +1,81 @@
+"""The typed schema of the user's settings.
+
+Settings are plain JSON-shaped dicts; L{SCHEMA} is the single place that says
+which keys exist, their types, defaults, and which are secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from enttok import validation
+from enttok.validation import (
+    Field,
+    Schema,
+    absolute_path,
+    array,
+    http_url,
+    integer,
+    optional,
+    origin,
+    text,
+    timezone,
+)
+
+SettingsError = validation.ValidationError
+
+SCHEMA: Schema = {
+    "vault_path": Field(optional(absolute_path), None, "Absolute path of the Markdown vault."),
+    "github": {
+        "token": Field(optional(text(max_length=512)), None, "Personal access token.", True),
+        "api_base_url": Field(http_url, "https://api.github.com",
+                              "API root; GitHub Enterprise uses https://HOST/api/v3."),
+        "username": Field(optional(text(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})", 39)), None,
+                          "Login whose activity is synced; discovered when null."),
+        "repos": Field(array(text(r"[\w.-]+/[\w.-]+", 200, "expected owner/name")), [],
+                       "Repositories to sync; empty means those in recent events."),
+    },
+    "schedule": {
+        "vault_scan_minutes": Field(integer(0, 7 * 24 * 60), 30,
+                                    "Minutes between vault scans; 0 turns them off."),
+        "github_sync_minutes": Field(integer(0, 7 * 24 * 60), 15,
+                                     "Minutes between GitHub syncs; 0 turns them off."),
+        "compact_hours": Field(integer(0, 24 * 365), 24,
+                               "Hours between database maintenance runs; 0 turns it off."),
+    },
+    "embedding_model": Field(optional(absolute_path), None,
+                             "Local sentence-transformers model folder; null: bundled MiniLM."),
+    "workers": Field(integer(1, 16), 2, "Jobs that may run at once."),
+    "allowed_origins": Field(array(origin, 50), [],
+                             "Browser origins allowed to call the API and open /events."),
+    "timezone": Field(optional(timezone), None, "IANA time zone for days; null: the system's."),
+    "retention": {
+        "jobs_days": Field(integer(1, 3650), 30, "Days finished jobs and their events are kept."),
+    },
+}
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting at its default."""
+    return validation.defaults(SCHEMA)
+
+
+def merge(current: Mapping[str, Any], update: Any) -> dict[str, Any]:
+    """Validate a partial update against L{SCHEMA} and apply it to C{current}."""
+    return validation.merge(current, update, SCHEMA)
+
+
+def load(stored: Any) -> dict[str, Any]:
+    """Read stored settings leniently (see L{validation.load})."""
+    return validation.load(stored, SCHEMA)
+
+
+def public_view(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as clients see them: secrets become C{<name>_set}."""
+    return validation.public_view(settings, SCHEMA)
+
+
+def secrets_of(settings: Mapping[str, Any]) -> list[str]:
+    """Every secret value that is set (for log redaction)."""
+    return validation.secrets_of(settings, SCHEMA)

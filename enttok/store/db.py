@@ -1,0 +1,97 @@
+"""The SQLite database: opened once, used from one thread, schema kept current."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from twisted.internet.defer import Deferred
+
+from enttok.store.migrations import SchemaTooNew, migrate
+from enttok.threads import BlockingRunner
+
+__all__ = ["Database", "SchemaTooNew", "transaction"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+BUSY_TIMEOUT_MS = 5000
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction (C{BEGIN IMMEDIATE}), committed unless it raises."""
+    conn.execute("begin immediate")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Open C{path} in WAL mode with the daemon's pragmas, in autocommit mode."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("pragma journal_mode = wal")
+    conn.execute("pragma synchronous = normal")
+    conn.execute("pragma foreign_keys = on")
+    return conn
+
+
+class Database:
+    """
+    One connection, used only through L{run}, which sends each call to the
+    database thread (a single-thread pool), so writes are serialised in order.
+
+    @param run_blocking: a runner bound to exactly one thread
+        (or L{enttok.threads.run_inline} in tests).
+    """
+
+    def __init__(self, path: Path | str, run_blocking: BlockingRunner) -> None:
+        self.path = path
+        self._run = run_blocking
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        """
+        Connect and migrate (blocking: call before the reactor runs).
+
+        @raise SchemaTooNew: when the database is newer than this code.
+        @raise sqlite3.DatabaseError: when the file is not a usable database.
+        """
+        conn = connect(self.path)
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    def run(self, f: Callable[Concatenate[sqlite3.Connection, P], T],
+            *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        """Call C{f(connection, *args, **kwargs)} on the database thread."""
+        return self._run(self._call, f, *args, **kwargs)
+
+    def _call(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return f(self.connection, *args, **kwargs)
+
+    def close(self) -> Deferred[None]:
+        """Close the connection on the database thread, after queued work."""
+        def close(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self._conn = None
+        if self._conn is None:
+            from twisted.internet.defer import succeed
+            return succeed(None)
+        return self.run(close)
