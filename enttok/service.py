@@ -19,6 +19,11 @@ from enttok.api.requests import LimitedRequest
 from enttok.config import Config, ConfigError, load_or_create_token
 from enttok.events.bus import EventBus
 from enttok.events.websocket import EventStream, events_resource
+from enttok.index.indexer import VaultIndex
+from enttok.index.jobs import Submit, rebuild_job, scan_job, update_job
+from enttok.index.service import IndexService, embedder_for
+from enttok.index.vectors import VectorIndex
+from enttok.index.watcher import VaultWatcher
 from enttok.jobs.engine import JobEngine
 from enttok.jobs.registry import JobRegistry, JobType
 from enttok.jobs.scheduler import Scheduler
@@ -64,11 +69,35 @@ def open_database(reactor: Any, config: Config, parent: MultiService) -> Databas
     return db
 
 
-def registry_for(reactor: Any, db: Database, settings: SettingsStore) -> JobRegistry:
+def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: VaultIndex,
+                 submit: Submit) -> JobRegistry:
     """Every job type this build can run."""
+    vault_path = lambda: settings.get("vault_path")  # noqa: E731
+
+    def use_model(path: str | None) -> Deferred[Any]:
+        index.set_embedder(embedder_for(path), path)
+        return settings.update({"embedding_model": path})
+
     return JobRegistry([
         compact_job(db, reactor.seconds, lambda: settings.get("retention.jobs_days")),
+        scan_job(index, vault_path, submit),
+        update_job(index, vault_path),
+        rebuild_job(index, vault_path, use_model),
     ])
+
+
+def build_index(reactor: Any, db: Database, settings: SettingsStore, config: Config,
+                job_pool: ThreadPool, parent: MultiService) -> VaultIndex:
+    """The vault index, with the embedder on its own thread."""
+    embed_pool = ThreadPool(1, 1, "enttok-embed")
+    ThreadPoolService(reactor, embed_pool).setServiceParent(parent)
+    model_path = settings.get("embedding_model")
+    index = VaultIndex(reactor, db, embedder_for(model_path),
+                       VectorIndex(config.db_path.with_name("index.hnsw")),
+                       pool_runner(reactor, job_pool), pool_runner(reactor, embed_pool),
+                       model_path)
+    IndexService(reactor, index).setServiceParent(parent)
+    return index
 
 
 def from_config(reactor: Any, config: Config,
@@ -97,7 +126,9 @@ def from_config(reactor: Any, config: Config,
     job_pool = ThreadPool(1, 2, "enttok-jobs")
     ThreadPoolService(reactor, job_pool).setServiceParent(top)
     bus = EventBus(job_store.max_event_id(db.connection))
-    registry = registry_for(reactor, db, settings)
+    index = build_index(reactor, db, settings, config, job_pool, top)
+    registry = registry_for(reactor, db, settings, index,
+                            lambda job_type, payload: engine.submit(job_type, payload))
     for job_type in extra_job_types:
         registry.register(job_type)
     engine = JobEngine(reactor, db, registry, bus,
@@ -115,10 +146,30 @@ def from_config(reactor: Any, config: Config,
 
     settings.subscribe(workers_changed)
 
+    def model_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        path = new["embedding_model"]
+        if path != index.model_path:
+            index.set_embedder(embedder_for(path), path)
+            engine.submit("index.rebuild", {}).addErrback(
+                lambda f: log.failure("could not queue index.rebuild", f))
+
+    settings.subscribe(model_changed)
+
+    watcher = VaultWatcher(reactor, lambda: settings.get("vault_path"), engine.submit,
+                           pool_runner(reactor, job_pool))
+    watcher.setName("watcher")
+    watcher.setServiceParent(top)
+
+    def vault_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        if old["vault_path"] != new["vault_path"]:
+            watcher.watch(new["vault_path"])
+
+    settings.subscribe(vault_changed)
+
     def status() -> Mapping[str, Any]:
         return {**engine.status(), "scheduler": scheduler.status()}
 
-    api = BackendAPI(reactor, settings, status, engine)
+    api = BackendAPI(reactor, settings, status, engine, index)
     stream = EventStream(reactor, bus, db)
     guard = Guard(api.resource(), events_resource(stream), token,
                   lambda: settings.get("allowed_origins"))

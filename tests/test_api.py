@@ -53,7 +53,8 @@ class APITestCase(SynchronousTestCase):
         self.clock.advance(1000)  # uptime must not be the clock's absolute time
         folder = Path(self.mktemp())
         folder.mkdir()
-        self.settings = SettingsStore(folder / "settings.json", run_inline)
+        self.settings_path = folder / "settings.json"
+        self.settings = SettingsStore(self.settings_path, run_inline)
         self.build()
 
     def build(self, status: StatusSource = idle_status) -> None:

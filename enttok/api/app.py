@@ -12,8 +12,11 @@ from twisted.web.iweb import IRequest
 
 from enttok import __version__
 from enttok.api import jobs
+from enttok.api import search as search_api
 from enttok.api.errors import APIError, install_error_handlers
 from enttok.api.requests import json_bytes, read_json
+from enttok.index.indexer import VaultIndex
+from enttok.index.search import Searcher
 from enttok.jobs.engine import JobEngine
 from enttok.settings import SettingsError, SettingsStore
 from enttok.settings.schema import public_view
@@ -35,18 +38,22 @@ class BackendAPI:
     @param settings: the settings store.
     @param status: returns the engine's part of C{/status}.
     @param engine: the job engine (C{None}: the C{/jobs} routes answer 404).
+    @param index: the vault index (C{None}: C{/search} and C{/index/status} answer 404).
     """
 
     app = Klein()
     install_error_handlers(app)
 
     def __init__(self, clock: IReactorTime, settings: SettingsStore,
-                 status: StatusSource = idle_status, engine: JobEngine | None = None) -> None:
+                 status: StatusSource = idle_status, engine: JobEngine | None = None,
+                 index: VaultIndex | None = None) -> None:
         self._clock = clock
         self._started = clock.seconds()
         self._settings = settings
         self._status = status
         self._engine = engine
+        self._index = index
+        self._searcher = Searcher(index) if index is not None else None
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -96,3 +103,18 @@ class BackendAPI:
     @app.route("/jobs/<string:job_id>/cancel", methods=["POST"])
     def cancel_job(self, request: IRequest, job_id: str) -> Deferred[bytes]:
         return jobs.cancel(self._jobs(), request, job_id)
+
+    def _vault_index(self) -> VaultIndex:
+        if self._index is None:
+            raise APIError(404, "not_found", "no such route")
+        return self._index
+
+    @app.route("/search", methods=["GET"])
+    def search_notes(self, request: IRequest) -> Deferred[bytes]:
+        self._vault_index()
+        assert self._searcher is not None
+        return search_api.search(self._searcher, request)
+
+    @app.route("/index/status", methods=["GET"])
+    def get_index_status(self, request: IRequest) -> Deferred[bytes]:
+        return search_api.status(self._vault_index(), request)

@@ -440,14 +440,20 @@ class JobEngine(Service):
         return DeferredList(saves)
 
     def _load_queue(self, queued: list[Job]) -> None:
+        # Jobs submitted while starting are in memory already; the read saw them too.
+        submitted = {job.job_id for job in self._queue}
+        recovered = []
         for job in queued:
+            if job.job_id in submitted:
+                continue
             if job.type not in self.registry:
                 self._transition(job, FAILED, "failed: unknown type",
                                  error={"code": "unknown_type",
                                         "message": f"this version cannot run {job.type!r}"})
                 continue
-            self._queue.append(job)
+            recovered.append(job)
             self._queued_by_key.setdefault(job.key, job)
+        self._queue[:0] = recovered  # older than anything submitted meanwhile
         self._ready = True
         self._pump()
 

@@ -34,6 +34,8 @@ class JobType:
 
     @ivar lock: jobs with the same lock never run at the same time (C{None}: no lock).
     @ivar merge: combines a new payload into a queued job's payload, instead of queuing.
+    @ivar check: validation that needs context (e.g. paths inside the vault); returns
+        the payload normalised, or raises L{enttok.validation.ValidationError}.
     """
 
     name: str
@@ -41,6 +43,7 @@ class JobType:
     handler: Handler
     lock: str | None = None
     merge: Merge | None = None
+    check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     description: str = ""
 
     def validate(self, payload: Any) -> dict[str, Any]:
@@ -51,8 +54,9 @@ class JobType:
         """
         if payload is None:
             payload = {}
-        return validation.merge(validation.defaults(self.payload), payload, self.payload,
-                                "payload.")
+        clean = validation.merge(validation.defaults(self.payload), payload, self.payload,
+                                 "payload.")
+        return clean if self.check is None else self.check(clean)
 
 
 class JobRegistry:

@@ -46,6 +46,51 @@ MIGRATIONS: list[str] = [
     create index job_events_job on job_events(job_id, event_id);
     create table meta (key text primary key, value text not null);
     """,
+    # 3: the vault index (notes, chunks, embeddings, full text).
+    """
+    create table notes (
+      note_id integer primary key,
+      path text not null unique,
+      size integer not null,
+      mtime_ns integer not null,
+      content_hash text not null,
+      title text not null,
+      note_date text,
+      tags_json text not null default '[]',
+      links_json text not null default '[]',
+      tasks_json text not null default '[]',
+      frontmatter_json text not null default '{}',
+      indexed_hash text,
+      updated_at text not null
+    );
+    create index notes_date on notes(note_date);
+    create table note_tags (
+      tag text not null,
+      note_id integer not null references notes(note_id) on delete cascade,
+      primary key (tag, note_id)
+    ) without rowid;
+    create table chunks (
+      chunk_id integer primary key autoincrement,
+      note_id integer not null references notes(note_id) on delete cascade,
+      ordinal integer not null,
+      heading_path text not null,
+      text text not null,
+      content_hash text not null,
+      token_count integer not null,
+      embed_text text not null
+    );
+    create index chunks_note on chunks(note_id, ordinal);
+    create index chunks_hash on chunks(content_hash);
+    create table embeddings (
+      content_hash text not null,
+      model_id text not null,
+      vector blob not null,
+      primary key (content_hash, model_id)
+    ) without rowid;
+    create virtual table chunk_fts using fts5(
+      title, heading, body, tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

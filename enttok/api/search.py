@@ -1,0 +1,68 @@
+"""Parsing and answering for C{/search} and C{/index/status}."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+
+from enttok.api.errors import APIError
+from enttok.api.requests import json_bytes
+from enttok.index.indexer import VaultIndex
+from enttok.index.jobs import index_status
+from enttok.index.search import MODES, Searcher, SearchQuery
+from enttok.index.text import MAX_QUERY_CHARS
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_PARAMS = {"q", "k", "mode", "path_prefix", "tag", "date_from", "date_to"}
+
+
+def _param(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    if len(values) > 1:
+        raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
+    return values[0].decode("utf-8", "replace")
+
+
+def parse_query(request: IRequest) -> SearchQuery:
+    """@raise APIError: 400 naming the bad parameter."""
+    unknown = sorted({k.decode("utf-8", "replace") for k in request.args} - _PARAMS)
+    if unknown:
+        raise APIError(400, "invalid_query", f"unknown parameter {unknown[0]!r}",
+                       {"field": unknown[0]})
+    q = (_param(request, "q") or "").strip()
+    if not q:
+        raise APIError(400, "invalid_query", "q must not be empty", {"field": "q"})
+    if len(q) > MAX_QUERY_CHARS:
+        raise APIError(400, "invalid_query", f"q is longer than {MAX_QUERY_CHARS} characters",
+                       {"field": "q"})
+    k_text = _param(request, "k") or "10"
+    if not k_text.isdigit() or not 1 <= int(k_text) <= 100:
+        raise APIError(400, "invalid_query", "k must be an integer from 1 to 100",
+                       {"field": "k"})
+    mode = _param(request, "mode") or "hybrid"
+    if mode not in MODES:
+        raise APIError(400, "invalid_query", f"mode must be one of {', '.join(MODES)}",
+                       {"field": "mode"})
+    dates: dict[str, str | None] = {}
+    for name in ("date_from", "date_to"):
+        value = _param(request, name)
+        if value is not None and not _DATE.fullmatch(value):
+            raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD", {"field": name})
+        dates[name] = value
+    return SearchQuery(q=q, k=int(k_text), mode=mode, path_prefix=_param(request, "path_prefix"),
+                       tag=_param(request, "tag"), **dates)
+
+
+def search(searcher: Searcher, request: IRequest) -> Deferred[bytes]:
+    query = parse_query(request)
+    d: Deferred[Any] = searcher.search(query)
+    return d.addCallback(lambda result: json_bytes(request, result))
+
+
+def status(index: VaultIndex, request: IRequest) -> Deferred[bytes]:
+    return index_status(index).addCallback(lambda s: json_bytes(request, s))

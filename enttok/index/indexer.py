@@ -1,0 +1,323 @@
+"""The vault index: reads notes, writes chunks and full text, embeds, keeps vectors.
+
+Reading and parsing run on the job thread pool, SQL on the database thread,
+embedding on the embedder's own thread (the model itself lives in a worker
+process by default), and the hnswlib index behind its lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from enttok.index import store as index_store
+from enttok.index.embedder import EmbedderUnavailable, IEmbedder
+from enttok.index.store import BatchResult, NoteState, NoteUpdate
+from enttok.index.vectors import VectorIndex
+from enttok.jobs.context import JobContext
+from enttok.jobs.model import utc_iso
+from enttok.store import Database
+from enttok.threads import BlockingRunner
+from enttok.vault.chunker import chunk_note
+from enttok.vault.parser import NotText, parse_note
+from enttok.vault.walker import FileEntry, WalkWarning, is_inside, walk_vault
+
+BATCH_NOTES = 32
+EMBED_BATCH = 64
+#: The share of an update's progress bar given to full text (the rest: embedding).
+TEXT_SHARE = 0.3
+MAX_FILE_BYTES = 5 * 1024 * 1024
+VECTOR_PAGE = 4096
+
+
+def content_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+@define
+class Prepared:
+    """One batch of files read, parsed and chunked (built on a worker thread)."""
+
+    notes: list[NoteUpdate] = field(factory=list)
+    unchanged: list[tuple[str, int, int]] = field(factory=list)
+    vanished: list[str] = field(factory=list)
+    warnings: list[tuple[str, str]] = field(factory=list)
+
+
+def read_notes(root: str, paths: Sequence[str], known: dict[str, NoteState],
+               skip_indexed: bool, with_chunks: bool) -> Prepared:
+    """
+    Read, hash, parse and (optionally) chunk C{paths} below C{root}. Blocking.
+
+    @param skip_indexed: leave out files whose content is already indexed.
+    """
+    out = Prepared()
+    real_root = os.path.realpath(root)
+    for rel in paths:
+        full = os.path.join(root, rel)
+        if not is_inside(real_root, full):
+            out.warnings.append((rel, "skipped: outside the vault (symlink)"))
+            continue
+        try:
+            st = os.stat(full)
+            if st.st_size > MAX_FILE_BYTES:
+                out.warnings.append((rel, f"skipped: file too large ({st.st_size} bytes)"))
+                out.vanished.append(rel)
+                continue
+            with open(full, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            out.vanished.append(rel)
+            continue
+        except OSError as e:
+            out.warnings.append((rel, f"skipped: cannot read ({e.strerror})"))
+            continue
+        digest = content_hash(raw)
+        state = known.get(rel)
+        if state is not None and state.content_hash == digest and (
+                not with_chunks or (skip_indexed and state.indexed_hash == digest)):
+            out.unchanged.append((rel, st.st_size, st.st_mtime_ns))
+            continue
+        try:
+            parsed = parse_note(rel, raw)
+        except NotText as e:
+            out.warnings.append((rel, f"skipped: {e}"))
+            out.vanished.append(rel)
+            continue
+        for warning in parsed.warnings:
+            out.warnings.append((rel, warning))
+        chunks = tuple(chunk_note(parsed.body)) if with_chunks else ()
+        out.notes.append(NoteUpdate(rel, st.st_size, st.st_mtime_ns, digest, parsed, chunks))
+    return out
+
+
+def list_vault(root: str, should_stop: Callable[[], bool]) -> tuple[list[FileEntry],
+                                                                    list[WalkWarning]]:
+    files: list[FileEntry] = []
+    warnings: list[WalkWarning] = []
+    for item in walk_vault(root, should_stop, MAX_FILE_BYTES):
+        if isinstance(item, FileEntry):
+            files.append(item)
+        else:
+            warnings.append(item)
+    return files, warnings
+
+
+class VaultIndex:
+    """
+    Everything the indexing jobs and search share.
+
+    @param run_cpu: where file reading, parsing and hnswlib work run.
+    @param run_embed: a single thread for the embedder.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, db: Database, embedder: IEmbedder,
+                 vectors: VectorIndex, run_cpu: BlockingRunner,
+                 run_embed: BlockingRunner, model_path: str | None = None) -> None:
+        self.clock = clock
+        self.db = db
+        self.embedder = embedder
+        self.vectors = vectors
+        self.run_cpu = run_cpu
+        self.run_embed = run_embed
+        self.model_path = model_path
+        self._waiters: list[Deferred[None]] = []
+
+    # The model
+
+    @property
+    def model_id(self) -> str:
+        return str(self.embedder.model_id)
+
+    def load_model(self) -> Deferred[None]:
+        """Load the model once, in its thread; callers meanwhile share the same wait."""
+        if self.embedder.loaded:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        if len(self._waiters) == 1:
+            self.run_embed(self.embedder.load).addBoth(self._model_loaded)
+        return waiter
+
+    def _model_loaded(self, result: Any) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(result)
+
+    def embed(self, texts: Sequence[str]) -> Deferred[Any]:
+        return self.run_embed(self.embedder.embed, list(texts))
+
+    def set_embedder(self, embedder: IEmbedder, model_path: str | None) -> None:
+        """Switch models: the vector index must be rebuilt (see L{prepare_vectors})."""
+        old, self.embedder = self.embedder, embedder
+        self.model_path = model_path
+        self.run_embed(old.close)
+        self.vectors.version = -1
+
+    # The vector index
+
+    @inlineCallbacks
+    def prepare_vectors(self) -> Any:
+        """Load the hnsw file if it is current, else rebuild it from stored vectors."""
+        model_id = self.model_id
+        version = yield self.db.run(index_store.meta_int, index_store.VECTORS_VERSION)
+        dimension = yield self.db.run(index_store.stored_dimension, model_id)
+        if dimension is None:
+            dimension = self.embedder.dimension
+        if not dimension:
+            return
+        ids = yield self.db.run(index_store.live_vector_ids, model_id)
+        loaded = yield self.run_cpu(self.vectors.load, model_id, dimension, version,
+                                    lambda: ids)
+        if loaded:
+            self.log.info("vector index loaded: {n} vectors", n=self.vectors.live_count)
+            return
+        self.log.info("vector index missing or stale; rebuilding from stored vectors")
+        yield self.rebuild_vectors(dimension, version)
+
+    @inlineCallbacks
+    def rebuild_vectors(self, dimension: int, version: int | None = None) -> Any:
+        """Build the hnsw index again from the vectors in SQLite (no embedding)."""
+        import numpy as np
+
+        model_id = self.model_id
+        if version is None:
+            version = yield self.db.run(index_store.meta_int, index_store.VECTORS_VERSION)
+        self.vectors.reset(model_id, dimension, version)
+        after = 0
+        while True:
+            page = yield self.db.run(index_store.vector_page, model_id, after, VECTOR_PAGE)
+            if not page:
+                break
+            ids = [cid for cid, _ in page]
+            matrix = np.frombuffer(b"".join(v for _, v in page), dtype=np.float32)
+            yield self.run_cpu(self.vectors.add, ids, matrix.reshape(len(ids), dimension))
+            after = ids[-1]
+        self.vectors.version = version
+        yield self.run_cpu(self.vectors.save)
+
+    def save_vectors(self) -> Deferred[None]:
+        if not self.vectors.dirty:
+            return succeed(None)
+        return self.run_cpu(self.vectors.save)
+
+    # Indexing
+
+    @inlineCallbacks
+    def update(self, ctx: JobContext, root: str, changed: Sequence[str],
+               deleted: Sequence[str], skip_indexed: bool = True) -> Any:
+        """
+        Index C{changed} notes and drop C{deleted} ones, then embed what lacks vectors.
+
+        Full text is written first, batch by batch, so notes are searchable by
+        words before the model has even loaded.
+
+        @return: a summary dict (the job's result).
+        """
+        summary = {"notes_indexed": 0, "notes_deleted": 0, "notes_unchanged": 0,
+                   "chunks": 0, "chunks_embedded": 0, "vectors_pending": 0, "warnings": 0}
+        total = len(changed)
+        yield self._apply(ctx, [], list(deleted), summary)
+        for start in range(0, total, BATCH_NOTES):
+            ctx.check_canceled()
+            batch = list(changed[start:start + BATCH_NOTES])
+            known = yield ctx.track(self.db.run(index_store.note_states, batch))
+            prepared: Prepared = yield ctx.run_blocking(read_notes, root, batch, known,
+                                                        skip_indexed, True)
+            for rel, message in prepared.warnings:
+                ctx.warn(f"{rel}: {message}", path=rel)
+                summary["warnings"] += 1
+            if prepared.unchanged:
+                yield ctx.track(self.db.run(index_store.touch_notes, prepared.unchanged))
+            summary["notes_unchanged"] += len(prepared.unchanged)
+            gone = [p for p in prepared.vanished if p in known]
+            yield self._apply(ctx, prepared.notes, gone, summary)
+            done = min(total, start + BATCH_NOTES)
+            ctx.progress(TEXT_SHARE * done / total,
+                         f"indexing {done}/{total} notes ({summary['chunks']} chunks)")
+        yield self._embed_pending(ctx, summary)
+        yield ctx.track(self.run_cpu(self.vectors.compact_if_needed))
+        yield ctx.track(self.save_vectors())
+        return summary
+
+    @inlineCallbacks
+    def _embed_pending(self, ctx: JobContext, summary: dict[str, int]) -> Any:
+        """Embed every chunk that has no vector for the current model."""
+        model_id = self.model_id
+        pending = yield ctx.track(self.db.run(index_store.count_without_vectors, model_id))
+        if not pending:
+            return
+        ctx.progress(TEXT_SHARE, f"loading the embedding model for {pending} chunks")
+        try:
+            yield ctx.track(self.load_model())
+        except EmbedderUnavailable as e:
+            ctx.warn(f"vectors skipped: {e}")
+            summary["vectors_pending"] = pending
+            return
+        done = 0
+        while True:
+            ctx.check_canceled()
+            todo = yield ctx.track(self.db.run(index_store.chunks_without_vectors, model_id,
+                                               EMBED_BATCH))
+            if not todo:
+                break
+            vectors = yield ctx.track(self.embed([embed_text for _, embed_text in todo]))
+            fresh = {h: vectors[j].tobytes() for j, (h, _) in enumerate(todo)}
+            result = yield ctx.track(self.db.run(index_store.store_vectors, model_id, fresh,
+                                                 utc_iso(self.clock.seconds())))
+            yield ctx.track(self.run_cpu(self._follow, result))
+            done += len(todo)
+            summary["chunks_embedded"] += len(todo)
+            ctx.progress(TEXT_SHARE + (1 - TEXT_SHARE) * min(1.0, done / pending),
+                         f"embedding {done}/{pending} chunks")
+
+    @inlineCallbacks
+    def _apply(self, ctx: JobContext, notes: list[NoteUpdate], deleted: list[str],
+               summary: dict[str, int]) -> Any:
+        if not notes and not deleted:
+            return
+        result: BatchResult = yield ctx.track(self.db.run(
+            index_store.apply_batch, notes, deleted, self.model_id,
+            utc_iso(self.clock.seconds())))
+        summary["notes_indexed"] += len(notes)
+        summary["notes_deleted"] += len(deleted)
+        summary["chunks"] += sum(len(n.chunks) for n in notes)
+        yield ctx.track(self.run_cpu(self._follow, result))
+
+    def _follow(self, result: BatchResult) -> None:
+        """Make the hnsw index follow a committed batch (worker thread)."""
+        import numpy as np
+
+        vectors = self.vectors
+        if not vectors.ready:
+            if not result.added:
+                return
+            dimension = len(result.added[0][1]) // 4
+            vectors.reset(self.model_id, dimension, result.version)
+        vectors.delete(result.removed)
+        if result.added:
+            ids = [cid for cid, _ in result.added]
+            matrix = np.frombuffer(b"".join(v for _, v in result.added), dtype=np.float32)
+            vectors.add(ids, matrix.reshape(len(ids), vectors.dimension))
+        if vectors.version == result.version - 1:
+            vectors.version = result.version
+        else:
+            vectors.version = -1  # out of step: rebuilt at next start
+
+    def vault_root(self, configured: str | None) -> str:
+        """The vault folder, or a L{ValueError} saying why there is none."""
+        if not configured:
+            raise ValueError("no vault configured: set vault_path in /settings")
+        if not Path(configured).is_dir():
+            raise ValueError(f"vault {configured!r} is not a folder")
+        return os.path.realpath(configured)

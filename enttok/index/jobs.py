@@ -1,0 +1,222 @@
+"""The indexing job types: C{vault.scan}, C{index.update}, C{index.rebuild}."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections.abc import Callable, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks
+
+from enttok.index import store as index_store
+from enttok.index.indexer import VaultIndex, list_vault, read_notes
+from enttok.jobs.context import JobContext, JobFailed
+from enttok.jobs.model import utc_iso
+from enttok.jobs.registry import JobType
+from enttok.maintenance.compact import INDEX_LOCK
+from enttok.validation import (
+    Field,
+    ValidationError,
+    absolute_path,
+    array,
+    boolean,
+    optional,
+    text,
+    timestamp,
+)
+
+Submit = Callable[[str, Any], Deferred[Any]]
+Setting = Callable[[], Any]
+
+MAX_PATHS = 100_000
+
+
+def vault_relative(roots: tuple[str, ...], path: str) -> str:
+    """
+    C{path} (absolute, or relative to the vault) as a vault-relative POSIX path.
+
+    The check is lexical (no file system access): symlinks are checked again
+    when the file is read (L{enttok.index.indexer.read_notes}).
+
+    @param roots: the vault folder as configured and as its real path.
+    @raise ValueError: when it points outside the vault.
+    """
+    path = unicodedata.normalize("NFC", path)
+    for root in roots:
+        full = os.path.normpath(path if os.path.isabs(path) else os.path.join(root, path))
+        rel = os.path.relpath(full, root)
+        if rel != "." and rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+            return PurePosixPath(*rel.split(os.sep)).as_posix()
+    raise ValueError(f"{path!r} is outside the vault")
+
+
+def _root(index: VaultIndex, vault_path: str | None) -> str:
+    try:
+        return index.vault_root(vault_path)
+    except ValueError as e:
+        raise JobFailed("no_vault", str(e)) from None
+
+
+def _merge_update(queued: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Fold a new C{index.update} into a queued one: the union of both path sets."""
+    deleted = set(queued["deleted_paths"]) | set(new["deleted_paths"])
+    changed = (set(queued["changed_paths"]) - set(new["deleted_paths"])) | set(
+        new["changed_paths"])
+    return {"changed_paths": sorted(changed), "deleted_paths": sorted(deleted - changed)}
+
+
+def update_job(index: VaultIndex, vault_path: Setting) -> JobType:
+    """C{index.update}: index only the given notes (paths absolute or vault-relative)."""
+
+    def check(payload: dict[str, Any]) -> dict[str, Any]:
+        configured = vault_path()
+        try:
+            roots = (os.path.normpath(configured), index.vault_root(configured))
+        except (ValueError, TypeError) as e:
+            raise ValidationError("payload.changed_paths", str(e)) from None
+        clean: dict[str, list[str]] = {}
+        for name in ("changed_paths", "deleted_paths"):
+            paths = []
+            for i, path in enumerate(payload[name]):
+                try:
+                    paths.append(vault_relative(roots, path))
+                except ValueError as e:
+                    raise ValidationError(f"payload.{name}[{i}]", str(e)) from None
+            clean[name] = sorted(set(paths))
+        return clean
+
+    @inlineCallbacks
+    def handle(ctx: JobContext) -> Any:
+        root = _root(index, vault_path())
+        changed = ctx.payload["changed_paths"]
+        deleted = ctx.payload["deleted_paths"]
+        ctx.progress(0.0, f"indexing 0/{len(changed)} notes")
+        result = yield index.update(ctx, root, changed, deleted)
+        return result
+
+    paths = array(text(max_length=4096), MAX_PATHS)
+    return JobType(
+        name="index.update",
+        payload={"changed_paths": Field(paths, [], "Notes to (re)index."),
+                 "deleted_paths": Field(paths, [], "Notes to drop from the index.")},
+        handler=handle, lock=INDEX_LOCK, merge=_merge_update, check=check,
+        description="Index only the given notes.")
+
+
+def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
+    """C{vault.scan}: find new, changed and deleted notes; store metadata; queue an update."""
+
+    @inlineCallbacks
+    def handle(ctx: JobContext) -> Any:
+        root = _root(index, ctx.payload["vault_path"] or vault_path())
+        force = ctx.payload["force_full"]
+        since = ctx.payload["since"]
+        ctx.progress(0.0, "listing the vault")
+        files, walk_warnings = yield ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
+        ctx.check_canceled()
+        for warning in walk_warnings:
+            ctx.warn(f"{warning.rel_path}: {warning.message}", path=warning.rel_path)
+        known = yield ctx.track(index.db.run(index_store.note_states))
+        seen = {f.rel_path for f in files}
+        deleted = sorted(set(known) - seen)
+        cutoff_ns = _since_ns(since)
+        candidates = [f.rel_path for f in files if force or f.rel_path not in known
+                      or (known[f.rel_path].size, known[f.rel_path].mtime_ns)
+                      != (f.size, f.mtime_ns)]
+        if cutoff_ns is not None and not force:
+            candidates = [f.rel_path for f in files if f.rel_path in candidates
+                          and (f.mtime_ns >= cutoff_ns or f.rel_path not in known)]
+        changed: list[str] = []
+        warnings = len(walk_warnings)
+        for start in range(0, len(candidates), 64):
+            ctx.check_canceled()
+            batch = candidates[start:start + 64]
+            prepared = yield ctx.run_blocking(read_notes, root, batch, known, False, False)
+            for rel, message in prepared.warnings:
+                ctx.warn(f"{rel}: {message}", path=rel)
+                warnings += 1
+            if prepared.notes:
+                yield ctx.track(index.db.run(index_store.save_metadata, prepared.notes,
+                                             utc_iso(index.clock.seconds())))
+            if prepared.unchanged:
+                yield ctx.track(index.db.run(index_store.touch_notes, prepared.unchanged))
+            changed += [n.path for n in prepared.notes]
+            deleted += [p for p in prepared.vanished if p in known and p not in deleted]
+            done = start + len(batch)
+            ctx.progress(0.1 + 0.8 * done / len(candidates),
+                         f"checking {done}/{len(candidates)} changed files")
+        stale = yield ctx.track(index.db.run(index_store.stale_paths))
+        to_index = sorted(set(changed) | (set(stale) & seen))
+        update_id = None
+        if to_index or deleted:
+            job, _ = yield submit("index.update", {
+                "changed_paths": [os.path.join(root, p) for p in to_index],
+                "deleted_paths": [os.path.join(root, p) for p in sorted(set(deleted))]})
+            update_id = job.job_id
+        return {"files": len(files), "new": len([p for p in changed if p not in known]),
+                "changed": len([p for p in changed if p in known]), "deleted": len(set(deleted)),
+                "unchanged": len(files) - len(changed), "warnings": warnings,
+                "index_update_job": update_id}
+
+    return JobType(
+        name="vault.scan",
+        payload={"vault_path": Field(optional(absolute_path), None,
+                                     "Vault to scan (default: the vault_path setting)."),
+                 "since": Field(optional(timestamp), None,
+                                "Only look at files modified since (deletions always)."),
+                 "force_full": Field(boolean, False, "Re-read every file.")},
+        handler=handle, lock=INDEX_LOCK, description="Detect changed notes.")
+
+
+def _since_ns(since: str | None) -> int | None:
+    if since is None:
+        return None
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() * 1e9)
+
+
+def rebuild_job(index: VaultIndex, vault_path: Setting,
+                use_model: Callable[[str | None], Deferred[Any]]) -> JobType:
+    """C{index.rebuild}: full text and vectors from scratch, reusing stored embeddings."""
+
+    @inlineCallbacks
+    def handle(ctx: JobContext) -> Any:
+        if ctx.payload["embedding_model"] is not None:
+            yield use_model(ctx.payload["embedding_model"])
+        root = _root(index, ctx.payload["vault_path"] or vault_path())
+        ctx.progress(0.0, "listing the vault")
+        files, walk_warnings = yield ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
+        for warning in walk_warnings:
+            ctx.warn(f"{warning.rel_path}: {warning.message}", path=warning.rel_path)
+        known = yield ctx.track(index.db.run(index_store.note_states))
+        seen = {f.rel_path for f in files}
+        yield ctx.track(index.db.run(index_store.clear_index))
+        dimension = index.embedder.dimension
+        if dimension:
+            yield ctx.track(index.rebuild_vectors(dimension))
+        result = yield index.update(ctx, root, [f.rel_path for f in files],
+                                    sorted(set(known) - seen), skip_indexed=False)
+        return result
+
+    return JobType(
+        name="index.rebuild",
+        payload={"vault_path": Field(optional(absolute_path), None,
+                                     "Vault to index (default: the vault_path setting)."),
+                 "embedding_model": Field(optional(absolute_path), None,
+                                          "Switch to this local model folder first.")},
+        handler=handle, lock=INDEX_LOCK, description="Rebuild full text and vectors.")
+
+
+def index_status(index: VaultIndex) -> Deferred[Mapping[str, Any]]:
+    """What C{GET /index/status} shows."""
+    d = index.db.run(index_store.counts, index.model_id)
+
+    def add(counts: dict[str, Any]) -> Mapping[str, Any]:
+        return {**counts, "hnsw_live": index.vectors.live_count,
+                "hnsw_ready": index.vectors.ready, "model_id": index.model_id,
+                "model_loaded": bool(index.embedder.loaded)}
+
+    return d.addCallback(add)

@@ -1,0 +1,174 @@
+"""Search: BM25 over FTS5, cosine over hnswlib, fused by reciprocal rank."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import inlineCallbacks
+from twisted.logger import Logger
+
+from enttok.index.indexer import VaultIndex
+from enttok.index.text import fts_query, highlight, query_terms
+
+MODES = ("hybrid", "fts", "vector")
+#: Reciprocal rank fusion constant (Cormack et al.); see docs/search.md.
+RRF_K = 60
+#: Candidates each mode contributes before fusion, per requested hit.
+DEPTH = 5
+#: bm25() weights of the FTS columns: title, heading, body.
+BM25_WEIGHTS = (4.0, 2.0, 1.0)
+
+log = Logger(namespace="enttok.search")
+
+
+@frozen
+class SearchQuery:
+    """A validated search request."""
+
+    q: str
+    k: int = 10
+    mode: str = "hybrid"
+    path_prefix: str | None = None
+    tag: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    def filters(self) -> tuple[str, list[Any]]:
+        """SQL conditions on C{n} (notes) for the filters, and their arguments."""
+        where: list[str] = []
+        args: list[Any] = []
+        if self.path_prefix:
+            escaped = self.path_prefix.replace("\\", "\\\\").replace("%", "\\%").replace(
+                "_", "\\_")
+            where.append("n.path like ? escape '\\'")
+            args.append(escaped + "%")
+        if self.tag:
+            where.append("exists (select 1 from note_tags t where t.note_id = n.note_id "
+                         "and t.tag = ?)")
+            args.append(self.tag.lstrip("#").lower())
+        if self.date_from:
+            where.append("n.note_date >= ?")
+            args.append(self.date_from)
+        if self.date_to:
+            where.append("n.note_date <= ?")
+            args.append(self.date_to)
+        return "".join(f" and {w}" for w in where), args
+
+
+def fts_ranked(conn: sqlite3.Connection, query: SearchQuery, terms: list[str],
+               limit: int) -> list[tuple[int, int]]:
+    """(chunk id, note id) by BM25, all terms required, else any term."""
+    where, args = query.filters()
+    sql = (f"select f.rowid, c.note_id from chunk_fts f "
+           f"join chunks c on c.chunk_id = f.rowid join notes n on n.note_id = c.note_id "
+           f"where chunk_fts match ?{where} "
+           f"order by bm25(chunk_fts, {', '.join(map(str, BM25_WEIGHTS))}) limit ?")
+    for any_term in (False, True):
+        rows = conn.execute(sql, (fts_query(terms, any_term), *args, limit)).fetchall()
+        if rows or len(terms) < 2:
+            return [(r[0], r[1]) for r in rows]
+    return []
+
+
+def allowed_chunks(conn: sqlite3.Connection, query: SearchQuery) -> set[int] | None:
+    """The chunk ids the filters allow (C{None}: no filter)."""
+    where, args = query.filters()
+    if not where:
+        return None
+    rows = conn.execute(f"select c.chunk_id from chunks c join notes n on "
+                        f"n.note_id = c.note_id where 1{where}", args).fetchall()
+    return {r[0] for r in rows}
+
+
+def chunk_notes(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+    """chunk id -> (note id, path, title, heading path json, text, date, tags json)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        f"select c.chunk_id, c.note_id, n.path, n.title, c.heading_path, c.text, n.note_date, "
+        f"n.tags_json from chunks c join notes n on n.note_id = c.note_id "
+        f"where c.chunk_id in ({','.join('?' * len(ids))})", list(ids)).fetchall()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def best_per_note(ranked: Sequence[tuple[int, int]]) -> dict[int, tuple[int, int]]:
+    """note id -> (rank starting at 1, best chunk id), from chunk results in order."""
+    notes: dict[int, tuple[int, int]] = {}
+    for chunk_id, note_id in ranked:
+        if note_id not in notes:
+            notes[note_id] = (len(notes) + 1, chunk_id)
+    return notes
+
+
+def fuse(fts: dict[int, tuple[int, int]], vector: dict[int, tuple[int, int]],
+         k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of two per-note rankings: (note id, score), best first."""
+    scores: dict[int, float] = {}
+    for ranking in (fts, vector):
+        for note_id, (rank, _) in ranking.items():
+            scores[note_id] = scores.get(note_id, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+class Searcher:
+    """Answers C{GET /search}."""
+
+    def __init__(self, index: VaultIndex) -> None:
+        self._index = index
+
+    def _vectors_usable(self) -> bool:
+        return bool(self._index.embedder.loaded) and self._index.vectors.ready
+
+    @inlineCallbacks
+    def search(self, query: SearchQuery) -> Any:
+        """
+        @return: fires with C{{"hits": [...], "mode", "degraded"}}.
+        """
+        index = self._index
+        terms = query_terms(query.q)
+        depth = max(query.k * DEPTH, 50)
+        mode = query.mode
+        degraded = False
+        if mode == "hybrid" and not self._vectors_usable():
+            degraded = True
+            index.load_model().addErrback(
+                lambda f: log.failure("loading the embedding model failed", f))
+        use_fts = mode == "fts" or mode == "hybrid"
+        use_vectors = mode == "vector" or (mode == "hybrid" and not degraded)
+        fts: dict[int, tuple[int, int]] = {}
+        vector: dict[int, tuple[int, int]] = {}
+        if use_fts and terms:
+            ranked = yield index.db.run(fts_ranked, query, terms, depth)
+            fts = best_per_note(ranked)
+        if use_vectors:
+            yield index.load_model()
+            allowed = yield index.db.run(allowed_chunks, query)
+            vectors = yield index.embed([query.q])
+            found = yield index.run_cpu(index.vectors.query, vectors[0], depth,
+                                        None if allowed is None else allowed.__contains__)
+            notes = yield index.db.run(chunk_notes, [cid for cid, _ in found])
+            vector = best_per_note([(cid, notes[cid][0]) for cid, _ in found if cid in notes])
+        if mode == "hybrid":
+            ordered = fuse(fts, vector, query.k)
+        else:
+            ranking = fts if mode == "fts" else vector
+            ordered = [(nid, 1.0 / (RRF_K + rank)) for nid, (rank, _) in
+                       sorted(ranking.items(), key=lambda item: item[1][0])][:query.k]
+        shown = [(fts.get(nid) or vector[nid])[1] for nid, _ in ordered]
+        details = yield index.db.run(chunk_notes, shown)
+        hits = []
+        for (note_id, score), chunk_id in zip(ordered, shown, strict=True):
+            _, path, title, heading_json, text, date, tags_json = details[chunk_id]
+            snippet, marks = highlight(text, terms)
+            heading = json.loads(heading_json)
+            hits.append({
+                "path": path, "title": title, "heading": " > ".join(heading) or None,
+                "snippet": snippet, "highlights": marks, "score": round(score, 6),
+                "ranks": {"fts": fts[note_id][0] if note_id in fts else None,
+                          "vector": vector[note_id][0] if note_id in vector else None},
+                "date": date, "tags": json.loads(tags_json), "chunk_id": chunk_id})
+        return {"query": query.q, "mode": mode, "degraded": degraded, "hits": hits}

@@ -1,0 +1,48 @@
+"""The index's lifecycle: vectors ready at start, saved while running and at stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from enttok.index.embedder import IEmbedder, SubprocessEmbedder
+from enttok.index.indexer import VaultIndex
+from enttok.periodic import PeriodicService
+
+#: Seconds between saves of a changed hnsw file (it is rebuilt if a crash loses one).
+SAVE_INTERVAL = 30.0
+
+
+def embedder_for(model_path: str | None) -> IEmbedder:
+    """The embedder for the C{embedding_model} setting (C{None}: bundled MiniLM)."""
+    return SubprocessEmbedder(model_path)
+
+
+class IndexService(MultiService):
+    """Prepares the vector index at start, saves it periodically and at stop."""
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, index: VaultIndex) -> None:
+        super().__init__()
+        self.index = index
+        PeriodicService(clock, SAVE_INTERVAL, index.save_vectors, "save-vectors"
+                        ).setServiceParent(self)
+        self._preparing: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._preparing = self.index.prepare_vectors()
+        self._preparing.addErrback(
+            lambda f: self.log.failure("could not prepare the vector index", f))
+
+    def stopService(self) -> Deferred[Any]:
+        d: Deferred[Any] = super().stopService()
+        d.addCallback(lambda _: self.index.save_vectors())
+        d.addErrback(lambda f: self.log.failure("could not save the vector index", f))
+        d.addCallback(lambda _: self.index.run_embed(self.index.embedder.close))
+        return d

@@ -1,0 +1,275 @@
+"""SQL for notes, chunks, embeddings and the FTS table (runs on the database thread)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from attrs import frozen
+
+from enttok.index.text import fts_text
+from enttok.store.db import transaction
+from enttok.store.jobs import get_meta, set_meta
+from enttok.vault.chunker import Chunk
+from enttok.vault.parser import ParsedNote
+
+VECTORS_VERSION = "vectors_version"
+LAST_INDEXED = "index_last_update"
+VAULT_ROOT = "vault_root"
+
+
+@frozen
+class NoteState:
+    """What the index knows of a file, to tell whether it changed."""
+
+    note_id: int
+    size: int
+    mtime_ns: int
+    content_hash: str
+    indexed_hash: str | None
+
+
+@frozen
+class NoteUpdate:
+    """A note read, parsed and chunked, ready to be written."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    parsed: ParsedNote
+    chunks: tuple[Chunk, ...]
+
+
+@frozen
+class BatchResult:
+    """What a write changed, for the vector index to follow."""
+
+    removed: tuple[int, ...]
+    added: tuple[tuple[int, bytes], ...]
+    version: int
+    pending_vectors: int
+
+
+def _chunked(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def meta_int(conn: sqlite3.Connection, key: str) -> int:
+    return int(get_meta(conn, key) or 0)
+
+
+def note_states(conn: sqlite3.Connection,
+                paths: Sequence[str] | None = None) -> dict[str, NoteState]:
+    """Known notes by path (all of them, or those in C{paths})."""
+    sql = ("select path, note_id, size, mtime_ns, content_hash, indexed_hash from notes")
+    rows: list[Any] = []
+    if paths is None:
+        rows = conn.execute(sql).fetchall()
+    else:
+        for part in _chunked(list(paths)):
+            rows += conn.execute(f"{sql} where path in ({','.join('?' * len(part))})",
+                                 list(part)).fetchall()
+    return {r[0]: NoteState(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+
+def touch_notes(conn: sqlite3.Connection, stats: Sequence[tuple[str, int, int]]) -> None:
+    """Record new (size, mtime_ns) for files whose content did not change."""
+    with transaction(conn):
+        conn.executemany("update notes set size = ?, mtime_ns = ? where path = ?",
+                         [(size, mtime, path) for path, size, mtime in stats])
+
+
+def stale_paths(conn: sqlite3.Connection) -> list[str]:
+    """Notes whose content changed since they were last indexed."""
+    rows = conn.execute("select path from notes where indexed_hash is null "
+                        "or indexed_hash != content_hash order by path").fetchall()
+    return [r[0] for r in rows]
+
+
+def _upsert_note(conn: sqlite3.Connection, note: NoteUpdate, now: str, indexed: bool) -> int:
+    p = note.parsed
+    values = (note.size, note.mtime_ns, note.content_hash, p.title, p.date,
+              json.dumps(list(p.tags), ensure_ascii=False),
+              json.dumps([{"target": link.target, "kind": link.kind} for link in p.links],
+                         ensure_ascii=False),
+              json.dumps([{"text": t.text, "done": t.done, "line": t.line} for t in p.tasks],
+                         ensure_ascii=False),
+              json.dumps(p.frontmatter, ensure_ascii=False, default=str),
+              note.content_hash if indexed else None, now)
+    row = conn.execute("select note_id from notes where path = ?", (note.path,)).fetchone()
+    if row is None:
+        note_id = conn.execute(
+            "insert into notes (size, mtime_ns, content_hash, title, note_date, tags_json, "
+            "links_json, tasks_json, frontmatter_json, indexed_hash, updated_at, path) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, note.path)).lastrowid
+        assert note_id is not None
+    else:
+        note_id = int(row[0])
+        conn.execute(
+            "update notes set size = ?, mtime_ns = ?, content_hash = ?, title = ?, "
+            "note_date = ?, tags_json = ?, links_json = ?, tasks_json = ?, "
+            "frontmatter_json = ?, indexed_hash = coalesce(?, indexed_hash), updated_at = ? "
+            "where note_id = ?", (*values, note_id))
+    conn.execute("delete from note_tags where note_id = ?", (note_id,))
+    conn.executemany("insert or ignore into note_tags (tag, note_id) values (?, ?)",
+                     [(tag.lower(), note_id) for tag in p.tags])
+    return note_id
+
+
+def save_metadata(conn: sqlite3.Connection, notes: Sequence[NoteUpdate], now: str) -> None:
+    """Store notes' metadata only (the scan); their chunks wait for C{index.update}."""
+    with transaction(conn):
+        for note in notes:
+            _upsert_note(conn, note, now, indexed=False)
+
+
+def _delete_chunks(conn: sqlite3.Connection, note_id: int) -> list[int]:
+    ids = [r[0] for r in conn.execute("select chunk_id from chunks where note_id = ?",
+                                      (note_id,)).fetchall()]
+    for part in _chunked(ids):
+        marks = ",".join("?" * len(part))
+        conn.execute(f"delete from chunk_fts where rowid in ({marks})", list(part))
+        conn.execute(f"delete from chunks where chunk_id in ({marks})", list(part))
+    return ids
+
+
+def apply_batch(conn: sqlite3.Connection, notes: Sequence[NoteUpdate], deleted: Sequence[str],
+                model_id: str, now: str) -> BatchResult:
+    """
+    Write one batch in one transaction: notes, chunks and FTS rows.
+
+    @return: the chunk ids removed and the (chunk id, vector) pairs added (for
+        chunks whose text already has a stored vector), for the vector index.
+    """
+    removed: list[int] = []
+    added: list[tuple[int, str]] = []
+    with transaction(conn):
+        for path in deleted:
+            row = conn.execute("select note_id from notes where path = ?", (path,)).fetchone()
+            if row is not None:
+                removed += _delete_chunks(conn, row[0])
+                conn.execute("delete from notes where note_id = ?", (row[0],))
+        for note in notes:
+            note_id = _upsert_note(conn, note, now, indexed=True)
+            removed += _delete_chunks(conn, note_id)
+            for chunk in note.chunks:
+                chunk_id = conn.execute(
+                    "insert into chunks (note_id, ordinal, heading_path, text, content_hash, "
+                    "token_count, embed_text) values (?, ?, ?, ?, ?, ?, ?)",
+                    (note_id, chunk.ordinal, json.dumps(list(chunk.heading_path),
+                                                        ensure_ascii=False),
+                     chunk.text, chunk.content_hash, chunk.token_count,
+                     chunk.embed_text)).lastrowid
+                assert chunk_id is not None
+                conn.execute("insert into chunk_fts (rowid, title, heading, body) "
+                             "values (?, ?, ?, ?)",
+                             (chunk_id, fts_text(note.parsed.title),
+                              fts_text(" ".join(chunk.heading_path)), fts_text(chunk.text)))
+                added.append((chunk_id, chunk.content_hash))
+        vectors = _vectors(conn, [h for _, h in added], model_id)
+        with_vectors = tuple((cid, vectors[h]) for cid, h in added if h in vectors)
+        version = _bump(conn, now)
+    return BatchResult(tuple(removed), with_vectors, version, len(added) - len(with_vectors))
+
+
+def _bump(conn: sqlite3.Connection, now: str) -> int:
+    version = meta_int(conn, VECTORS_VERSION) + 1
+    set_meta(conn, VECTORS_VERSION, str(version))
+    set_meta(conn, LAST_INDEXED, now)
+    return version
+
+
+def _vectors(conn: sqlite3.Connection, hashes: Sequence[str], model_id: str) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    unique = list(dict.fromkeys(hashes))
+    for part in _chunked(unique):
+        rows = conn.execute(
+            f"select content_hash, vector from embeddings where model_id = ? and content_hash "
+            f"in ({','.join('?' * len(part))})", (model_id, *part)).fetchall()
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+def count_without_vectors(conn: sqlite3.Connection, model_id: str) -> int:
+    """Distinct chunk texts with no vector for C{model_id}."""
+    return int(conn.execute(
+        "select count(distinct c.content_hash) from chunks c left join embeddings e "
+        "on e.content_hash = c.content_hash and e.model_id = ? where e.content_hash is null",
+        (model_id,)).fetchone()[0])
+
+
+def chunks_without_vectors(conn: sqlite3.Connection, model_id: str,
+                           limit: int) -> list[tuple[str, str]]:
+    """Up to C{limit} distinct (hash, text to embed) lacking a C{model_id} vector."""
+    rows = conn.execute(
+        "select c.content_hash, min(c.embed_text) from chunks c "
+        "left join embeddings e on e.content_hash = c.content_hash and e.model_id = ? "
+        "where e.content_hash is null group by c.content_hash order by min(c.chunk_id) "
+        "limit ?", (model_id, limit)).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str, bytes],
+                  now: str) -> BatchResult:
+    """Store vectors; return the (chunk id, vector) pairs they cover, for the hnsw index."""
+    with transaction(conn):
+        conn.executemany(
+            "insert or ignore into embeddings (content_hash, model_id, vector) values (?, ?, ?)",
+            [(h, model_id, v) for h, v in new_vectors.items()])
+        pairs: list[tuple[int, bytes]] = []
+        for part in _chunked(list(new_vectors)):
+            rows = conn.execute(
+                f"select chunk_id, content_hash from chunks where content_hash in "
+                f"({','.join('?' * len(part))})", list(part)).fetchall()
+            pairs += [(r[0], new_vectors[r[1]]) for r in rows]
+        version = _bump(conn, now)
+    return BatchResult((), tuple(pairs), version, 0)
+
+
+def live_vector_ids(conn: sqlite3.Connection, model_id: str) -> list[int]:
+    """Chunk ids that have a stored vector of C{model_id}."""
+    return [r[0] for r in conn.execute(
+        "select c.chunk_id from chunks c join embeddings e on e.content_hash = c.content_hash "
+        "and e.model_id = ?", (model_id,)).fetchall()]
+
+
+def vector_page(conn: sqlite3.Connection, model_id: str, after: int,
+                limit: int) -> list[tuple[int, bytes]]:
+    """(chunk id, vector) pairs with ids above C{after}, in id order."""
+    return [(r[0], r[1]) for r in conn.execute(
+        "select c.chunk_id, e.vector from chunks c join embeddings e "
+        "on e.content_hash = c.content_hash and e.model_id = ? where c.chunk_id > ? "
+        "order by c.chunk_id limit ?", (model_id, after, limit)).fetchall()]
+
+
+def stored_dimension(conn: sqlite3.Connection, model_id: str) -> int | None:
+    row = conn.execute("select length(vector) from embeddings where model_id = ? limit 1",
+                       (model_id,)).fetchone()
+    return None if row is None else int(row[0]) // 4
+
+
+def clear_index(conn: sqlite3.Connection) -> None:
+    """Forget chunks and full text (a rebuild); notes and stored vectors stay."""
+    with transaction(conn):
+        conn.execute("delete from chunk_fts")
+        conn.execute("delete from chunks")
+        conn.execute("update notes set indexed_hash = null")
+        set_meta(conn, VECTORS_VERSION, str(meta_int(conn, VECTORS_VERSION) + 1))
+
+
+def counts(conn: sqlite3.Connection, model_id: str) -> dict[str, Any]:
+    one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
+    return {
+        "notes": one("select count(*) from notes"),
+        "chunks": one("select count(*) from chunks"),
+        "vectors": one("select count(*) from chunks c join embeddings e on "
+                       "e.content_hash = c.content_hash and e.model_id = ?", model_id),
+        "stale_notes": one("select count(*) from notes where indexed_hash is null "
+                           "or indexed_hash != content_hash"),
+        "last_update": get_meta(conn, LAST_INDEXED),
+        "version": meta_int(conn, VECTORS_VERSION),
+    }

@@ -1,0 +1,186 @@
+"""The hnswlib index of chunk vectors: a derived file, rebuilt from SQLite when stale.
+
+hnswlib is not safe for concurrent insert and query, so every call takes one lock.
+All methods block; call them from a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_M = 16
+EF_CONSTRUCTION = 200
+EF_SEARCH = 96
+MIN_CAPACITY = 1024
+#: Compact (rebuild from live vectors) when this share of the slots is deleted.
+COMPACT_RATIO = 0.2
+
+
+class VectorIndex:
+    """
+    Cosine ANN over chunk ids.
+
+    @ivar version: the database's C{vectors_version} this index reflects.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._meta_path = path.with_name(path.name + ".json")
+        self._lock = threading.Lock()
+        self._index: Any = None
+        self._live: set[int] = set()
+        self.dimension = 0
+        self.model_id = ""
+        self.version = -1
+        self.dirty = False
+
+    # State
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    @property
+    def ready(self) -> bool:
+        return self._index is not None
+
+    def deleted_fraction(self) -> float:
+        if self._index is None or not self._index.element_count:
+            return 0.0
+        return 1.0 - len(self._live) / self._index.element_count
+
+    # Building
+
+    def reset(self, model_id: str, dimension: int, version: int) -> None:
+        """Start empty for C{model_id} vectors of C{dimension}."""
+        with self._lock:
+            self._index = self._new(dimension, MIN_CAPACITY)
+            self._live = set()
+            self.model_id, self.dimension, self.version = model_id, dimension, version
+            self.dirty = True
+
+    @staticmethod
+    def _new(dimension: int, capacity: int) -> Any:
+        import hnswlib
+
+        index = hnswlib.Index(space="cosine", dim=dimension)
+        index.init_index(max_elements=capacity, ef_construction=EF_CONSTRUCTION, M=DEFAULT_M,
+                         allow_replace_deleted=True)
+        index.set_ef(EF_SEARCH)
+        return index
+
+    def load(self, model_id: str, dimension: int, version: int,
+             live_ids: Callable[[], Iterable[int]]) -> bool:
+        """
+        Load the saved file if it reflects C{version} of C{model_id}.
+
+        @param live_ids: the chunk ids that have vectors (read only when the file fits).
+        @return: whether it was loaded; C{False} means rebuild from stored vectors.
+        """
+        try:
+            meta = json.loads(self._meta_path.read_text())
+        except (OSError, ValueError):
+            return False
+        if (meta.get("version") != version or meta.get("model_id") != model_id
+                or meta.get("dimension") != dimension):
+            return False
+        import hnswlib
+
+        index = hnswlib.Index(space="cosine", dim=dimension)
+        try:
+            index.load_index(str(self.path), allow_replace_deleted=True)
+        except (RuntimeError, OSError, ValueError):
+            return False
+        live = set(live_ids())
+        if len(live) != meta.get("live"):
+            return False
+        index.set_ef(EF_SEARCH)
+        with self._lock:
+            self._index, self._live = index, live
+            self.model_id, self.dimension, self.version = model_id, dimension, version
+            self.dirty = False
+        return True
+
+    def add(self, ids: Sequence[int], vectors: Any) -> None:
+        """Insert (or replace) vectors under C{ids}."""
+        if not len(ids):
+            return
+        with self._lock:
+            index = self._require()
+            needed = index.element_count + len(ids)
+            if needed > index.get_max_elements():
+                index.resize_index(max(needed, index.get_max_elements() * 2))
+            index.add_items(vectors, list(ids), replace_deleted=True)
+            self._live.update(ids)
+            self.dirty = True
+
+    def delete(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            index = self._require()
+            for label in ids:
+                if label in self._live:
+                    index.mark_deleted(label)
+                    self._live.discard(label)
+                    self.dirty = True
+
+    def compact_if_needed(self) -> bool:
+        """Rebuild from the live vectors when over L{COMPACT_RATIO} of slots are deleted."""
+        with self._lock:
+            index = self._index
+            if index is None or index.element_count < MIN_CAPACITY:
+                return False
+            if 1.0 - len(self._live) / index.element_count <= COMPACT_RATIO:
+                return False
+            ids = sorted(self._live)
+            fresh = self._new(self.dimension, max(MIN_CAPACITY, int(len(ids) * 1.25)))
+            if ids:
+                fresh.add_items(index.get_items(ids, return_type="numpy"), ids)
+            self._index = fresh
+            self.dirty = True
+            return True
+
+    def _require(self) -> Any:
+        if self._index is None:
+            raise RuntimeError("vector index is not built")
+        return self._index
+
+    # Querying
+
+    def query(self, vector: Any, k: int,
+              allowed: Callable[[int], bool] | None = None) -> list[tuple[int, float]]:
+        """The C{k} nearest chunk ids with cosine distances, nearest first."""
+        with self._lock:
+            if self._index is None or not self._live:
+                return []
+            k = min(k, len(self._live))
+            while k > 0:
+                try:
+                    labels, distances = self._index.knn_query(vector, k=k, filter=allowed)
+                except RuntimeError:
+                    k //= 2  # fewer than k items passed the filter
+                    continue
+                return [(int(label), float(d)) for label, d in zip(labels[0], distances[0],
+                                                                    strict=True)]
+            return []
+
+    # Saving
+
+    def save(self) -> None:
+        """Write the index and its sidecar atomically (temp file + rename)."""
+        with self._lock:
+            if self._index is None:
+                return
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            self._index.save_index(str(tmp))
+            os.replace(tmp, self.path)
+            meta = {"version": self.version, "model_id": self.model_id,
+                    "dimension": self.dimension, "live": len(self._live)}
+            tmp_meta = self._meta_path.with_name(f".{self._meta_path.name}.tmp")
+            tmp_meta.write_text(json.dumps(meta))
+            os.replace(tmp_meta, self._meta_path)
+            self.dirty = False

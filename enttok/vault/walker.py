@@ -1,0 +1,163 @@
+"""Find the Markdown notes of a vault folder, quickly and safely.
+
+Blocking: run it on a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+from collections.abc import Callable, Iterator
+
+from attrs import frozen
+
+SKIPPED_DIRS = frozenset({"node_modules"})
+
+
+@frozen
+class FileEntry:
+    """A note file; C{rel_path} is POSIX-style and NFC-normalised, C{abs_path} is as on disk."""
+
+    rel_path: str
+    abs_path: str
+    size: int
+    mtime_ns: int
+
+
+@frozen
+class WalkWarning:
+    """Something under C{rel_path} was skipped; C{message} says why."""
+
+    rel_path: str
+    message: str
+
+
+def is_inside(root: str, path: str) -> bool:
+    """Whether C{path}, with symlinks resolved, is C{root} or below it (also resolved)."""
+    real_root = os.path.normcase(os.path.realpath(root))
+    real = os.path.normcase(os.path.realpath(path))
+    return _contains(real_root, real)
+
+
+def _contains(real_root: str, real: str) -> bool:
+    try:
+        return os.path.commonpath([real_root, real]) == real_root
+    except ValueError:  # different drives, or relative and absolute
+        return False
+
+
+def walk_vault(root: str | os.PathLike[str], should_stop: Callable[[], bool] = lambda: False,
+               max_bytes: int = 5 * 1024 * 1024) -> Iterator[FileEntry | WalkWarning]:
+    """Yield the C{.md} files below C{root}, and a L{WalkWarning} for each one skipped.
+
+    Hidden entries (C{.obsidian}, C{.git}, C{.trash}...) and C{node_modules} are ignored.
+    The order is deterministic: a folder's notes by name, then its subfolders by name,
+    depth first. Symlinks are followed only when they resolve inside C{root}; symlinked
+    folders are walked after the real tree, and no real folder is walked twice (so loops
+    end). C{should_stop} is called before each folder is read; the walk ends when it
+    returns true.
+
+    @param max_bytes: larger files give a warning instead of an entry.
+    @raise OSError: C{root} itself cannot be listed.
+    """
+    top = os.path.abspath(os.fspath(root))
+    walk = _Walk(os.path.normcase(os.path.realpath(top)), max_bytes)
+    walk.first_visit(top)
+    pending = [("", top)]
+    while pending and not should_stop():
+        rel_dir, abs_dir = pending.pop()
+        try:
+            listed = _listing(abs_dir)
+        except OSError as e:
+            if not rel_dir:
+                raise
+            yield WalkWarning(rel_dir, f"cannot read folder: {e.strerror or e}")
+            continue
+        subdirs: list[tuple[str, str]] = []
+        previous = None
+        for name, entry in listed:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if name == previous:
+                yield WalkWarning(rel, "skipped: another entry has the same name after "
+                                       "Unicode normalisation")
+                continue
+            previous = name
+            yield from walk.entry(rel, entry, subdirs)
+        # Depth-first in name order: push subfolders in reverse so the first is walked next.
+        pending.extend(reversed(subdirs))
+        # Symlinked folders wait until the real tree is done, so that notes keep their
+        # real paths and a link to a folder already walked is not followed.
+        while not pending and walk.linked:
+            rel_link, abs_link = walk.linked.pop(0)
+            if walk.first_visit(abs_link):
+                pending.append((rel_link, abs_link))
+
+
+def _listing(path: str) -> list[tuple[str, os.DirEntry[str]]]:
+    """The visible entries of folder C{path} as C{(NFC name, entry)}, sorted by name."""
+    with os.scandir(path) as it:
+        entries = [(unicodedata.normalize("NFC", e.name), e) for e in it
+                   if not e.name.startswith(".")]
+    entries.sort(key=lambda pair: (pair[0], pair[1].name))
+    return entries
+
+
+class _Walk:
+    """State of one walk: folders already seen and symlinked folders still to follow."""
+
+    def __init__(self, real_root: str, max_bytes: int) -> None:
+        self.real_root = real_root
+        self.max_bytes = max_bytes
+        self.linked: list[tuple[str, str]] = []
+        self._visited: set[tuple[int, int]] = set()
+
+    def entry(self, rel: str, entry: os.DirEntry[str],
+              subdirs: list[tuple[str, str]]) -> Iterator[FileEntry | WalkWarning]:
+        """Handle one folder entry: yield it if it is a note, queue it if it is a folder."""
+        try:
+            if entry.is_symlink():
+                yield from self._symlink(rel, entry)
+            elif entry.is_dir(follow_symlinks=False):
+                if entry.name not in SKIPPED_DIRS and self.first_visit(entry.path):
+                    subdirs.append((rel, entry.path))
+            elif entry.name.lower().endswith(".md") and entry.is_file(follow_symlinks=False):
+                yield self._file(rel, entry.path, entry.stat(follow_symlinks=False))
+        except FileNotFoundError:  # removed while we were looking
+            return
+        except OSError as e:
+            yield WalkWarning(rel, f"cannot read: {e.strerror or e}")
+
+    def _symlink(self, rel: str, entry: os.DirEntry[str]) -> Iterator[FileEntry | WalkWarning]:
+        is_note = entry.name.lower().endswith(".md")
+        try:
+            st = os.stat(entry.path)
+        except OSError:
+            if is_note:
+                yield WalkWarning(rel, "skipped: broken symlink")
+            return
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not (is_dir or (is_note and stat.S_ISREG(st.st_mode))):
+            return
+        real = os.path.normcase(os.path.realpath(entry.path))
+        if not _contains(self.real_root, real):
+            yield WalkWarning(rel, "skipped: symlink to outside the vault")
+        elif not is_dir:
+            yield self._file(rel, entry.path, st)
+        elif entry.name not in SKIPPED_DIRS:
+            self.linked.append((rel, entry.path))
+
+    def first_visit(self, path: str) -> bool:
+        """Whether the folder at C{path} (symlinks followed) was not seen before; marks it."""
+        # os.stat, not DirEntry.stat, which has no inode number on Windows.
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        if key in self._visited:
+            return False
+        self._visited.add(key)
+        return True
+
+    def _file(self, rel: str, path: str, st: os.stat_result) -> FileEntry | WalkWarning:
+        if st.st_size > self.max_bytes:
+            return WalkWarning(rel, f"file too large: {st.st_size} bytes")
+        return FileEntry(rel, path, st.st_size, st.st_mtime_ns)

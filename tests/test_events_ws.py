@@ -1,0 +1,319 @@
+"""The /events WebSocket end to end: a whole daemon on 127.0.0.1 and Autobahn clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import treq
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.types import ConnectionResponse
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from enttok.config import prepare_directories, resolve_config
+from enttok.events.bus import Message
+from enttok.events.websocket import SUBPROTOCOL
+from enttok.jobs.context import JobContext
+from enttok.jobs.engine import PROGRESS_INTERVAL
+from enttok.jobs.registry import JobType
+from enttok.service import from_config
+from enttok.store import Database
+from enttok.store import jobs as store
+from enttok.threads import run_inline
+from enttok.validation import Field, integer
+
+TOKEN = "events-ws-token-0123456789"
+WAIT = 5.0
+
+
+def steps_job() -> JobType:
+    """C{test.steps}: reports progress C{steps} times, C{delay_ms} apart."""
+
+    @inlineCallbacks
+    def handle(ctx: JobContext) -> Any:
+        steps = ctx.payload["steps"]
+        for i in range(1, steps + 1):
+            ctx.progress(i / steps, f"step {i}")
+            yield deferLater(reactor, ctx.payload["delay_ms"] / 1000, lambda: None)
+        return {"steps": steps}
+
+    return JobType("test.steps", {"steps": Field(integer(1, 1000), 3, "How many steps."),
+                                  "delay_ms": Field(integer(0, 1000), 10, "Pause per step.")},
+                   handle)
+
+
+class Refused(Exception):
+    """The server refused the opening handshake."""
+
+
+class _Protocol(WebSocketClientProtocol):
+    client: EventsClient
+
+    def onConnect(self, response: ConnectionResponse) -> None:
+        self.client.protocol = self
+
+    def onOpen(self) -> None:
+        self.client.opened.callback(self.client)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.client.received(json.loads(payload))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.client.opened.called:
+            self.client.opened.errback(Refused(reason))
+        self.client.closed.callback((wasClean, code, reason))
+
+
+class EventsClient:
+    """An Autobahn client of C{/events} that keeps every message it receives."""
+
+    def __init__(self, port: int, query: str = "", protocols: list[str] | None = None,
+                 headers: dict[str, str] | None = None, origin: str | None = None) -> None:
+        self.messages: list[Message] = []
+        self.protocol: _Protocol | None = None
+        self.opened: Deferred[EventsClient] = Deferred()
+        self.closed: Deferred[tuple[bool, int | None, str | None]] = Deferred()
+        self._waits: list[tuple[Callable[[list[Message]], bool], Deferred[None]]] = []
+        factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/events{query}",
+                                         protocols=protocols or [], headers=headers or {},
+                                         origin=origin)
+        client = self
+
+        class Protocol(_Protocol):
+            pass
+
+        Protocol.client = client
+        factory.protocol = Protocol
+        reactor.connectTCP("127.0.0.1", port, factory, timeout=WAIT)
+
+    def received(self, message: Message) -> None:
+        self.messages.append(message)
+        for wait in list(self._waits):
+            if wait[0](self.messages):
+                self._waits.remove(wait)
+                wait[1].callback(None)
+
+    def wait_for(self, done: Callable[[list[Message]], bool], what: str) -> Deferred[None]:
+        """Fire once C{done(messages)} holds; fail after L{WAIT} seconds."""
+        d: Deferred[None] = Deferred()
+        if done(self.messages):
+            d.callback(None)
+            return d
+        self._waits.append((done, d))
+
+        def timed_out(failure: Any) -> Any:
+            raise AssertionError(f"timed out waiting for {what}; got {self.messages}")
+
+        return d.addTimeout(WAIT, reactor).addErrback(timed_out)
+
+    def wait_finished(self, job_id: str) -> Deferred[None]:
+        return self.wait_for(lambda ms: any(is_terminal(m, job_id) for m in ms),
+                             f"the end of {job_id}")
+
+    def close(self) -> Deferred[Any]:
+        if self.protocol is not None and not self.closed.called:
+            self.protocol.sendClose()
+        return self.closed.addTimeout(WAIT, reactor)
+
+
+def is_terminal(message: Message, job_id: str) -> bool:
+    return (message["type"] == "job.status" and message["job_id"] == job_id
+            and message["status"] in ("succeeded", "failed", "canceled"))
+
+
+def of_job(messages: list[Message], job_id: str) -> list[Message]:
+    return [m for m in messages if m.get("job_id") == job_id]
+
+
+class DaemonCase(TestCase):
+    """Runs a whole daemon (as C{twistd enttok} builds it) in this process."""
+
+    timeout = 20
+
+    def setUp(self) -> Any:
+        data_dir = self.mktemp()
+        self.config = resolve_config({"port": "0", "token": TOKEN, "data-dir": data_dir}, {})
+        prepare_directories(self.config)
+        self.daemon = from_config(reactor, self.config, extra_job_types=[steps_job()])
+        web = self.daemon.getServiceNamed("web")
+        web._announce = lambda port: None  # no ready line on trial's stdout
+        self.daemon.startService()
+        self.addCleanup(self.daemon.stopService)
+        self.port = web.port
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+
+    def connect(self, query: str = "", token: str | None = TOKEN, **kwargs: Any
+                ) -> EventsClient:
+        if token is not None:
+            kwargs.setdefault("protocols", ["enttok.token." + token])
+        client = EventsClient(self.port, query, **kwargs)
+        self.addCleanup(client.close)
+        return client
+
+    @inlineCallbacks
+    def opened(self, query: str = "", **kwargs: Any) -> Any:
+        client = self.connect(query, **kwargs)
+        yield client.opened.addTimeout(WAIT, reactor)
+        return client
+
+    @inlineCallbacks
+    def refused(self, **kwargs: Any) -> Any:
+        """Connect and return the reason the handshake was refused."""
+        client = self.connect(**kwargs)
+        failure = yield self.assertFailure(client.opened.addTimeout(WAIT, reactor), Refused)
+        return str(failure)
+
+    @inlineCallbacks
+    def http(self, method: str, path: str, body: Any = None) -> Any:
+        response = yield treq.request(
+            method, f"http://127.0.0.1:{self.port}{path}".encode("ascii"), json=body,
+            headers={"X-Backend-Token": TOKEN}, pool=self.pool, timeout=WAIT)
+        content = yield response.json()
+        return response.code, content
+
+    @inlineCallbacks
+    def submit(self, payload: dict[str, Any], job_type: str = "test.steps") -> Any:
+        code, body = yield self.http("POST", "/jobs", {"type": job_type, "payload": payload})
+        self.assertEqual(code, 201, body)
+        return body["job_id"]
+
+
+class HandshakeTests(DaemonCase):
+    @inlineCallbacks
+    def test_token_as_subprotocol(self) -> Any:
+        client = yield self.opened()
+        self.assertEqual(client.protocol.websocket_protocol_in_use, "enttok.token." + TOKEN)
+        job_id = yield self.submit({"steps": 1, "delay_ms": 0})
+        yield client.wait_finished(job_id)
+
+    @inlineCallbacks
+    def test_named_subprotocol_is_preferred(self) -> Any:
+        client = yield self.opened(protocols=[SUBPROTOCOL, "enttok.token." + TOKEN])
+        self.assertEqual(client.protocol.websocket_protocol_in_use, SUBPROTOCOL)
+
+    @inlineCallbacks
+    def test_token_as_header(self) -> Any:
+        client = yield self.opened(token=None, headers={"X-Backend-Token": TOKEN})
+        job_id = yield self.submit({"steps": 1, "delay_ms": 0})
+        yield client.wait_finished(job_id)
+
+    @inlineCallbacks
+    def test_missing_or_wrong_token(self) -> Any:
+        reason = yield self.refused(token=None)
+        self.assertIn("[401]", reason)
+        reason = yield self.refused(token="not-the-token-0123456789")
+        self.assertIn("[401]", reason)
+        reason = yield self.refused(token=None, headers={"X-Backend-Token": "x" * 20})
+        self.assertIn("[401]", reason)
+
+    @inlineCallbacks
+    def test_origin(self) -> Any:
+        app = "http://localhost:5173"
+        reason = yield self.refused(origin=app)
+        self.assertIn("[403]", reason)
+        code, body = yield self.http("POST", "/settings", {"allowed_origins": [app]})
+        self.assertEqual((code, body["allowed_origins"]), (200, [app]))
+        yield self.opened(origin=app)
+        reason = yield self.refused(origin="http://evil.example")
+        self.assertIn("[403]", reason)
+
+    @inlineCallbacks
+    def test_bad_since(self) -> Any:
+        reason = yield self.refused(query="?since=abc")
+        self.assertIn("[400]", reason)
+
+
+class StreamTests(DaemonCase):
+    @inlineCallbacks
+    def test_job_events_in_order(self) -> Any:
+        client = yield self.opened()
+        job_id = yield self.submit({"steps": 3, "delay_ms": 150})
+        yield client.wait_finished(job_id)
+        seqs = [m["seq"] for m in client.messages]
+        self.assertEqual(seqs, sorted(set(seqs)))
+        mine = of_job(client.messages, job_id)
+        self.assertEqual([m.get("status") for m in mine if m["type"] == "job.status"],
+                         ["queued", "running", "succeeded"])
+        self.assertEqual([m["type"] for m in mine],
+                         ["job.status", "job.status"] + ["job.progress"] * 3 + ["job.status"])
+        self.assertEqual([m["progress"] for m in mine if m["type"] == "job.progress"],
+                         [1 / 3, 2 / 3, 1.0])
+        self.assertEqual(mine[0]["job_type"], "test.steps")
+
+    @inlineCallbacks
+    def test_resume_replays_missed_events_then_live_ones(self) -> Any:
+        watcher = yield self.opened()
+        first = yield self.submit({"steps": 2, "delay_ms": 0})
+        yield watcher.wait_finished(first)
+        since = watcher.messages[0]["seq"]
+        missed = [m for m in watcher.messages if m["seq"] > since]
+        self.assertGreaterEqual(len(missed), 4)
+
+        resumed = yield self.opened(query=f"?since={since}")
+        yield resumed.wait_finished(first)
+        self.assertEqual(resumed.messages, missed)
+        second = yield self.submit({"steps": 2, "delay_ms": 0})
+        yield watcher.wait_finished(second)
+        yield resumed.wait_finished(second)
+        self.assertEqual(resumed.messages, [m for m in watcher.messages if m["seq"] > since])
+
+    @inlineCallbacks
+    def test_resume_from_zero(self) -> Any:
+        watcher = yield self.opened()
+        first = yield self.submit({"steps": 1, "delay_ms": 0})
+        yield watcher.wait_finished(first)
+        resumed = yield self.opened(query="?since=0")
+        yield resumed.wait_finished(first)
+        self.assertEqual(resumed.messages, watcher.messages)
+
+    @inlineCallbacks
+    def test_resume_below_the_pruned_point_resyncs(self) -> Any:
+        watcher = yield self.opened()
+        first = yield self.submit({"steps": 1, "delay_ms": 0})
+        yield watcher.wait_finished(first)
+        db = Database(self.config.db_path, run_inline)
+        db.open()
+        self.addCleanup(db.close)
+        self.assertEqual(store.prune_finished(db.connection, "9999-01-01T00:00:00Z")[0], 1)
+        self.assertEqual(store.pruned_through(db.connection), watcher.messages[-1]["seq"])
+
+        resumed = yield self.opened(query=f"?since={watcher.messages[0]['seq']}")
+        yield resumed.wait_for(lambda ms: len(ms) >= 1, "a resync")
+        self.assertEqual(resumed.messages,
+                         [{"type": "resync", "seq": watcher.messages[-1]["seq"]}])
+        second = yield self.submit({"steps": 1, "delay_ms": 0})
+        yield resumed.wait_finished(second)
+        self.assertEqual(resumed.messages[1:], of_job(watcher.messages, second))
+
+    @inlineCallbacks
+    def test_resume_from_the_future_resyncs(self) -> Any:
+        resumed = yield self.opened(query="?since=99999999999")
+        yield resumed.wait_for(lambda ms: len(ms) >= 1, "a resync")
+        self.assertEqual(resumed.messages[0]["type"], "resync")
+
+    @inlineCallbacks
+    def test_progress_is_throttled_on_the_wire(self) -> Any:
+        client = yield self.opened()
+        job_id = yield self.submit({"steps": 100, "delay_ms": 5})
+        yield client.wait_for(
+            lambda ms: any(m.get("status") == "running" for m in of_job(ms, job_id)),
+            "the job to start")
+        started = reactor.seconds()
+        yield client.wait_finished(job_id)
+        elapsed = reactor.seconds() - started
+        progress = [m for m in of_job(client.messages, job_id) if m["type"] == "job.progress"]
+        self.assertGreaterEqual(elapsed, 0.4)
+        # One per interval, plus the first one and the last value flushed at the end.
+        self.assertLessEqual(len(progress), elapsed / PROGRESS_INTERVAL + 2)
+        self.assertGreaterEqual(len(progress), 2)
+        self.assertLess(len(progress), 40)
+        self.assertEqual((progress[-1]["progress"], progress[-1]["message"]), (1.0, "step 100"))
+        self.assertEqual(of_job(client.messages, job_id)[-2], progress[-1])
+        _, body = yield self.http("GET", f"/jobs/{job_id}")
+        recorded = [e for e in body["events"] if e["meta"]["type"] == "job.progress"]
+        self.assertEqual(len(recorded), len(progress))
