@@ -109,7 +109,8 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(EXIT_TIMEOUT)
-            self._test.fail(f"daemon still running {timeout}s later; killed")
+            self._test.fail(f"daemon still running {timeout}s later; killed; output:\n"
+                            f"{self.output_tail()}")
         for reader in self._readers:
             reader.join(EXIT_TIMEOUT)
         return code
@@ -117,6 +118,11 @@ class Daemon:
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.wait_exit()
+
+    def output_tail(self, lines: int = 30) -> str:
+        """The last lines of both outputs, for failure messages."""
+        tail = b"".join(self.stdout_lines[-lines:] + self.stderr_lines[-lines:])
+        return tail.decode("utf-8", "replace")
 
     def stdout(self) -> str:
         return b"".join(self.stdout_lines).decode("utf-8", "replace")

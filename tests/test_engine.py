@@ -364,6 +364,29 @@ class CancelTests(SynchronousTestCase):
         self.assertEqual(h.stored(job_id).status, CANCELED)
         self.assertEqual(h.controls.started, [job_id, waiting])
 
+    def test_repeated_cancel_still_waits_for_tracked_work(self) -> None:
+        runner = ManualRunner()
+        h = Harness(self, runner=runner)
+        h.engine.startService()
+        job_id, _ = h.submit(self, "test.batches", {"batches": 3})
+        waiting, _ = h.submit(self, "test.locked_a")
+        first = h.engine.cancel(job_id)
+        second = h.engine.cancel(job_id)
+        stopped = h.engine.stopService()
+        self.assertEqual(h.stored(job_id).status, RUNNING)
+        self.assertEqual(h.controls.started, [job_id])
+        for d in (first, second, stopped):
+            self.assertNoResult(d)
+        runner.run_next()
+        # Canceled before the stop: not requeued to run again at the next start.
+        self.assertEqual(h.stored(job_id).status, CANCELED)
+        self.assertEqual(len(h.terminal_messages(job_id)), 1)
+        self.assertEqual(self.successResultOf(first).status, CANCELED)
+        self.assertEqual(self.successResultOf(second).status, CANCELED)
+        self.successResultOf(stopped)
+        self.assertEqual(h.controls.started, [job_id])  # stopping: nothing else starts
+        self.assertEqual(h.stored(waiting).status, QUEUED)
+
     def test_cancel_that_does_not_stop_in_time(self) -> None:
         runner = ManualRunner()
         h = Harness(self, runner=runner)

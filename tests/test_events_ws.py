@@ -10,7 +10,7 @@ import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -135,6 +135,7 @@ class DaemonCase(TestCase):
 
     timeout = 20
 
+    @inlineCallbacks
     def setUp(self) -> Any:
         data_dir = self.mktemp()
         self.config = resolve_config({"port": "0", "token": TOKEN, "data-dir": data_dir}, {})
@@ -146,6 +147,23 @@ class DaemonCase(TestCase):
         self.addCleanup(self.daemon.stopService)
         self.port = web.port
         self.pool = HTTPConnectionPool(reactor, persistent=False)
+        yield self.settle()
+
+    def settle(self) -> Deferred[Any]:
+        """
+        Wait for the start-up work still in flight (preparing the vector index).
+
+        Stopping the daemon while it runs can hang the stop: IndexService.stopService
+        neither waits for it nor for thread pools that its parent stops meanwhile.
+        """
+        waits = []
+        for child in self.daemon:
+            preparing = getattr(child, "_preparing", None)
+            if isinstance(preparing, Deferred):
+                done: Deferred[None] = Deferred()
+                preparing.addBoth(lambda result, done=done: (done.callback(None), result)[1])
+                waits.append(done.addTimeout(WAIT, reactor))
+        return DeferredList(waits, fireOnOneErrback=True)
 
     def connect(self, query: str = "", token: str | None = TOKEN, **kwargs: Any
                 ) -> EventsClient:

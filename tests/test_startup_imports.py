@@ -61,4 +61,4 @@ class StartupImportTests(SynchronousTestCase):
 
     def test_probe_sees_heavy_modules(self) -> None:
         # The check above must be able to fail: numpy is installed, so importing it shows.
-        self.assertEqual(self.probe("import numpy\n"), ["numpy"])
+        self.assertIn("numpy", self.probe("import numpy\n"))

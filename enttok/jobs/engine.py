@@ -272,12 +272,13 @@ class JobEngine(Service):
         run.deferred = maybeDeferred(spec.handler, ctx)
         run.deferred.addBoth(self._handler_done, run)
 
-    def _handler_done(self, result: object, run: _Run) -> Deferred[None]:
+    def _handler_done(self, result: object, run: _Run) -> None:
         d = run.ctx.idle()
         d.addCallback(lambda _: self._finish(run, result))
         d.addErrback(lambda f: self.log.failure("finishing {job_id} failed", f,
                                                 job_id=run.job.job_id))
-        return d
+        # Not returned: a second cancel of run.deferred would cancel this wait
+        # and release the job's lock while its thread work still runs.
 
     def _finish(self, run: _Run, result: object) -> None:
         job = run.job
@@ -461,7 +462,7 @@ class JobEngine(Service):
         super().stopService()
         waits = []
         for run in list(self._running.values()):
-            run.shutdown = True
+            run.shutdown = not run.ctx.canceled  # a job canceled already stays canceled
             run.ctx.request_cancel()
             if run.deferred is not None:
                 run.deferred.cancel()

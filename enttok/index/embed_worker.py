@@ -1,0 +1,45 @@
+"""The embedding worker process: C{python -m enttok.index.embed_worker [--model DIR]}.
+
+Reads requests from stdin and writes answers to stdout (see
+L{enttok.index.embedder.write_frame}); exits when stdin closes, so it never
+outlives the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from enttok.index.embedder import SentenceTransformerEmbedder, read_frame, write_frame
+
+
+def serve(embedder: SentenceTransformerEmbedder) -> None:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the pipe
+    while True:
+        try:
+            op, arg = read_frame(stdin)
+        except EOFError:
+            return
+        try:
+            if op == "load":
+                embedder.load()
+                write_frame(stdout, ("ok", embedder.dimension))
+            elif op == "embed":
+                write_frame(stdout, ("ok", embedder.embed(arg)))
+            else:
+                write_frame(stdout, ("error", f"unknown op {op!r}"))
+        except Exception as e:
+            write_frame(stdout, ("error", f"{type(e).__name__}: {e}"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default=None, help="model folder (default: bundled)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = parser.parse_args()
+    serve(SentenceTransformerEmbedder(args.model, args.threads))
+
+
+if __name__ == "__main__":
+    main()
