@@ -136,8 +136,8 @@ class SentenceTransformerEmbedder:
                 model = SentenceTransformer(path, device="cpu")
             except Exception as e:
                 raise EmbedderUnavailable(f"cannot load embedding model: {e}") from e
-            dimension = getattr(model, "get_embedding_dimension", None) or getattr(
-                model, "get_sentence_embedding_dimension")
+            dimension = (getattr(model, "get_embedding_dimension", None)
+                         or model.get_sentence_embedding_dimension)
             self.dimension = int(dimension() or 0)
             model.encode(["warm up"], show_progress_bar=False)  # the first call is slow
             self._model = model
