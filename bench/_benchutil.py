@@ -144,14 +144,17 @@ def run_reactor(main: Callable[[Any], Coroutine[Any, Any, None]]) -> int:
     return status[0]
 
 
-def _read_line(proc: subprocess.Popen[bytes], deadline: float) -> bytes:
-    """One line of C{proc}'s stdout, read without blocking past C{deadline}."""
+def _lines(proc: subprocess.Popen[bytes], deadline: float) -> Iterator[bytes]:
+    """C{proc}'s stdout lines, read without blocking past C{deadline}."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     buffer = b""
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
-        while b"\n" not in buffer:
+        while True:
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                yield line
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("child did not print its ready line in time")
@@ -161,34 +164,35 @@ def _read_line(proc: subprocess.Popen[bytes], deadline: float) -> bytes:
             if not chunk:
                 raise RuntimeError(f"child exited early (status {proc.wait(5)})")
             buffer += chunk
-    return buffer.split(b"\n", 1)[0]
 
 
 def spawn(argv: Sequence[str], ready_key: str = "port", timeout: float = 60.0,
-          stderr_path: Path | None = None) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+          stderr_path: Path | None = None, env: dict[str, str] | None = None
+          ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """
     Start C{python argv...} and wait for the first stdout line that is a JSON
     object holding C{ready_key}.
 
+    @param env: variables added to this process's environment for the child.
     @return: the process (stdin is a pipe: closing it asks the child to stop) and
         the parsed line.
     """
     stderr = open(stderr_path, "ab") if stderr_path is not None else None  # noqa: SIM115
     try:
         proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=stderr)
+                                stdout=subprocess.PIPE, stderr=stderr,
+                                env={**os.environ, **(env or {})})
     finally:
         if stderr is not None:
             stderr.close()
     _children.append(proc)
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            line = _read_line(proc, deadline)
+        for line in _lines(proc, time.monotonic() + timeout):
             with contextlib.suppress(ValueError):
                 parsed = json.loads(line)
                 if isinstance(parsed, dict) and ready_key in parsed:
                     return proc, parsed
+        raise AssertionError("unreachable")
     except BaseException as e:
         stop_child(proc)
         tail = _tail(stderr_path)
@@ -237,11 +241,8 @@ def daemon(data_dir: Path, token: str, workers: int | None = None,
         argv += ["--profile", str(profile)]
     if not access_log:
         argv += ["--no-access-log"]
-    os.environ["BACKEND_TOKEN"] = token  # read by the runner; kept off the command line
-    try:
-        proc, ready = spawn(argv, timeout=timeout, stderr_path=data_dir / "daemon.stderr")
-    finally:
-        del os.environ["BACKEND_TOKEN"]
+    proc, ready = spawn(argv, timeout=timeout, stderr_path=data_dir / "daemon.stderr",
+                        env={"BACKEND_TOKEN": token})  # kept off the command line
     try:
         yield int(ready["port"]), proc.pid
     finally:

@@ -161,6 +161,7 @@ class Tracker:
         self.seen: dict[str, dict[str, float]] = {s: {} for s in ("queued", "running",
                                                                     *TERMINAL)}
         self.done: defer.Deferred[None] = defer.Deferred()
+        self.resyncs = 0  # the daemon dropped messages to this (too slow) client
 
     def record(self, job_id: str, status: str, when: float) -> None:
         self.seen.setdefault(status, {}).setdefault(job_id, when)
@@ -181,6 +182,8 @@ class EventsListener(WebSocketClientProtocol):
         message = json.loads(payload)
         if message.get("type") == "job.status" and message.get("job_type") == JOB_TYPE:
             self.factory.tracker.record(message["job_id"], message["status"], now)
+        elif message.get("type") == "resync":
+            self.factory.tracker.resyncs += 1
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self.factory.opened.called:
@@ -369,6 +372,9 @@ def report(args: argparse.Namespace, submitted: Submissions, tracker: Tracker,
                      f"{seconds / finished_s:.0%} of the run)"
                      for name, seconds in cpu.items() if finished_s > 0)
     print(f"  CPU used: {busy}")
+    if tracker.resyncs:
+        print(f"  the daemon dropped /events messages to the listener ({tracker.resyncs} "
+              "resyncs): event-based rates are incomplete")
     if submitted.errors:
         print(f"  {len(submitted.errors)} submission errors, first: {submitted.errors[0]}")
     print(f"ratio daemon / raw SQLite: {e2e:.1f} / {baseline_rate:.1f} = "

@@ -115,6 +115,7 @@ class Collector:
         self._is_sample = is_sample
         self._is_end = is_end
         self._ended: set[Peer] = set()
+        self.resyncs = 0  # the server dropped messages to a (too slow) client
         self.done: defer.Deferred[None] = defer.Deferred()
 
     def __call__(self, peer: Peer, message: dict[str, Any], received: float) -> None:
@@ -122,6 +123,8 @@ class Collector:
             latency = received - float(message["message"])
             self.latencies.append(latency)
             self.by_emit.setdefault(message["message"], []).append(latency)
+        elif message.get("type") == "resync":
+            self.resyncs += 1
         elif self._is_end(message):
             self._ended.add(peer)
             if len(self._ended) >= self._clients and not self.done.called:
@@ -160,11 +163,19 @@ async def baseline(reactor: Any, args: argparse.Namespace) -> dict[str, list[flo
         peers = await connect_all(reactor, port, "/", args.clients, collect)
         peers[0].sendMessage(f"broadcast {args.count} {args.interval_ms}".encode(),
                              isBinary=False)
-        await collect.done.addTimeout(run_time(args), reactor)
+        await wait_for(reactor, collect.done, run_time(args), "the baseline broadcast")
         close_all(peers)
         return {"rtt": rtts, "broadcast": collect.latencies, "spread": collect.spreads()}
     finally:
         stop_child(proc)
+
+
+async def wait_for(reactor: Any, d: defer.Deferred[None], seconds: float, what: str) -> None:
+    """Wait for C{d}, at most C{seconds}; on time-out say so and go on."""
+    try:
+        await d.addTimeout(seconds, reactor)
+    except defer.TimeoutError:
+        print(f"TIMEOUT: {what} did not finish within {seconds:.0f} s")
 
 
 def run_time(args: argparse.Namespace) -> float:
@@ -199,8 +210,10 @@ async def daemon_fanout(reactor: Any, args: argparse.Namespace
                 return str(body["job_id"])
 
             await threads.deferToThread(submit)
-            await collect.done.addTimeout(run_time(args), reactor)
+            await wait_for(reactor, collect.done, run_time(args), "the bench.progress job")
             close_all(peers)
+            if collect.resyncs:
+                print(f"the daemon dropped messages to slow clients ({collect.resyncs} resyncs)")
             return ({"fanout": collect.latencies, "spread": collect.spreads()},
                     len(collect.by_emit))
     finally:

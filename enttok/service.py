@@ -6,17 +6,21 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from treq.client import HTTPClient
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
 from enttok.api.app import BackendAPI
 from enttok.api.guard import Guard
 from enttok.api.requests import LimitedRequest
 from enttok.config import Config, ConfigError, load_or_create_token
+from enttok.connectors.github.client import GitHubClient
+from enttok.connectors.github.sync import github_sync_job
 from enttok.events.bus import EventBus
 from enttok.events.websocket import EventStream, events_resource
 from enttok.index.indexer import VaultIndex
@@ -78,8 +82,14 @@ def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: Vau
         index.set_embedder(embedder_for(path), path)
         return settings.update({"embedding_model": path})
 
+    http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+
+    def github_client(github: Mapping[str, Any]) -> GitHubClient:
+        return GitHubClient(http, reactor, github["api_base_url"], github["token"])
+
     return JobRegistry([
         compact_job(db, reactor.seconds, lambda: settings.get("retention.jobs_days")),
+        github_sync_job(db, reactor, lambda: settings.get("github"), github_client),
         scan_job(index, vault_path, submit),
         update_job(index, vault_path),
         rebuild_job(index, vault_path, use_model),
@@ -169,7 +179,7 @@ def from_config(reactor: Any, config: Config,
     def status() -> Mapping[str, Any]:
         return {**engine.status(), "scheduler": scheduler.status()}
 
-    api = BackendAPI(reactor, settings, status, engine, index)
+    api = BackendAPI(reactor, settings, status, engine, index, db)
     stream = EventStream(reactor, bus, db)
     guard = Guard(api.resource(), events_resource(stream), token,
                   lambda: settings.get("allowed_origins"))

@@ -216,6 +216,15 @@ class WorkerTests(SynchronousTestCase):
         self.assertEqual(h.engine.status(),
                          {"queue_depth": 0, "workers": {"active": 2, "idle": 1}})
 
+    def test_many_jobs_that_end_at_once(self) -> None:
+        h = Harness(self, workers=1)
+        ids = [h.submit(self, "test.blocking", {"n": n})[0] for n in range(400)]
+        h.submit(self, "test.fail")
+        h.engine.startService()
+        self.assertEqual({h.stored(i).status for i in ids}, {SUCCEEDED})
+        self.assertEqual(h.engine.status(),
+                         {"queue_depth": 0, "workers": {"active": 0, "idle": 1}})
+
     def test_nothing_runs_before_start(self) -> None:
         h = Harness(self)
         job_id, _ = h.submit(self, "test.wait")

@@ -1,4 +1,5 @@
-"""The /events WebSocket end to end: a whole daemon on 127.0.0.1 and Autobahn clients."""
+"""Live events: the bus, the stream's replay and backpressure, and the /events
+WebSocket end to end (a whole daemon on 127.0.0.1 and Autobahn clients)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,29 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from enttok.config import prepare_directories, resolve_config
-from enttok.events.bus import Message
-from enttok.events.websocket import SUBPROTOCOL
+from enttok.events.bus import RESTART_GAP, EventBus, Message
+from enttok.events.websocket import (
+    DRAIN_POLL,
+    HIGH_WATER,
+    LOW_WATER,
+    SUBPROTOCOL,
+    EventStream,
+)
 from enttok.jobs.context import JobContext
 from enttok.jobs.engine import PROGRESS_INTERVAL
+from enttok.jobs.model import Job
 from enttok.jobs.registry import JobType
 from enttok.service import from_config
 from enttok.store import Database
 from enttok.store import jobs as store
 from enttok.threads import run_inline
 from enttok.validation import Field, integer
+from tests.jobsupport import ManualRunner
 
 TOKEN = "events-ws-token-0123456789"
 WAIT = 5.0
@@ -242,8 +251,9 @@ class HandshakeTests(DaemonCase):
 
     @inlineCallbacks
     def test_bad_since(self) -> Any:
-        reason = yield self.refused(query="?since=abc")
-        self.assertIn("[400]", reason)
+        for since in ("abc", "-1", "%C2%B2"):  # the last one is "²", a digit to str.isdigit
+            reason = yield self.refused(query=f"?since={since}")
+            self.assertIn("[400]", reason)
 
 
 class StreamTests(DaemonCase):
@@ -335,3 +345,156 @@ class StreamTests(DaemonCase):
         _, body = yield self.http("GET", f"/jobs/{job_id}")
         recorded = [e for e in body["events"] if e["meta"]["type"] == "job.progress"]
         self.assertEqual(len(recorded), len(progress))
+
+
+class _FakeTransport:
+    """The attributes of a TCP transport that L{unsent_bytes} reads."""
+
+    def __init__(self) -> None:
+        self.dataBuffer = b""
+        self.offset = 0
+        self._tempDataLen = 0
+
+
+class _FakeClient:
+    def __init__(self) -> None:
+        self.transport = _FakeTransport()
+        self.sent: list[Message] = []
+
+    def sendMessage(self, payload: bytes, isBinary: bool = False) -> None:
+        self.sent.append(json.loads(payload))
+
+
+class EventStreamTests(SynchronousTestCase):
+    """The stream's replay and slow-client handling, without sockets."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.db_runner = ManualRunner()
+        self.db = Database(self.mktemp(), self.db_runner)
+        self.db.open()
+        self.addCleanup(self.db.connection.close)
+        self.bus = EventBus()
+        self.stream = EventStream(self.clock, self.bus, self.db)
+        self.store_job = True
+
+    def publish(self, record: bool = True) -> Message:
+        """Publish a job event and, unless told not to, record it at once."""
+        message = self.bus.publish({"type": "job.progress", "job_id": "job_1",
+                                    "progress": 0.5, "message": None})
+        if record:
+            self.record(message)
+        return message
+
+    def record(self, message: Message) -> None:
+        if self.store_job:
+            store.insert_job(self.db.connection, Job(
+                job_id="job_1", type="t", status="running", created_at="", updated_at="",
+                payload={}))
+            self.store_job = False
+        store.add_events(self.db.connection, [store.EventRow(
+            message["seq"], "job_1", "", "info", "", message)])
+
+    def attach(self, since: int | None) -> _FakeClient:
+        client = _FakeClient()
+        self.stream.attach(client, since)  # type: ignore[arg-type]
+        return client
+
+    def seqs(self, client: _FakeClient) -> list[int]:
+        return [m["seq"] for m in client.sent]
+
+    def test_live(self) -> None:
+        client = self.attach(None)
+        self.publish()
+        self.publish()
+        self.assertEqual(self.seqs(client), [1, 2])
+        self.assertEqual(self.db_runner.calls, [])
+        self.stream.detach(client)  # type: ignore[arg-type]
+        self.publish()
+        self.assertEqual((self.seqs(client), self.stream.client_count), ([1, 2], 0))
+
+    def test_events_during_replay_are_held_then_sent_once(self) -> None:
+        for _ in range(3):
+            self.publish()
+        client = self.attach(1)
+        late = self.publish(record=False)  # sent while the replay reads the database
+        self.assertEqual(client.sent, [])
+        self.db_runner.run_next()
+        self.record(late)
+        self.assertEqual(self.seqs(client), [2, 3, 4])
+        self.publish()
+        self.assertEqual(self.seqs(client), [2, 3, 4, 5])
+
+    def test_event_both_recorded_and_held_is_sent_once(self) -> None:
+        self.publish()
+        client = self.attach(0)
+        self.publish()  # recorded before the replay's read runs
+        self.db_runner.run_next()
+        self.assertEqual(self.seqs(client), [1, 2])
+
+    def test_replay_below_pruned_point(self) -> None:
+        for _ in range(3):
+            self.publish()
+        store.set_meta(self.db.connection, store.PRUNED_THROUGH, "2")
+        client = self.attach(1)
+        self.publish(record=False)
+        self.db_runner.run_next()
+        self.assertEqual(client.sent, [{"type": "resync", "seq": 4}, self.bus_message(4)])
+
+    def bus_message(self, seq: int) -> Message:
+        return {"type": "job.progress", "job_id": "job_1", "progress": 0.5, "message": None,
+                "seq": seq}
+
+    def test_slow_client_is_skipped_then_resynced(self) -> None:
+        slow = self.attach(None)
+        fast = self.attach(None)
+        slow.transport.dataBuffer = b"x" * (HIGH_WATER + 1)
+        for _ in range(3):
+            self.publish()
+        self.assertEqual((self.seqs(slow), self.seqs(fast)), ([], [1, 2, 3]))
+        slow.transport.dataBuffer = b"x" * (LOW_WATER + 1)
+        self.clock.advance(DRAIN_POLL)
+        self.assertEqual(slow.sent, [])  # not drained enough yet
+        slow.transport.offset = 2
+        self.clock.advance(DRAIN_POLL)
+        self.assertEqual(slow.sent, [{"type": "resync", "seq": 3}])
+        self.publish()
+        self.assertEqual(self.seqs(slow), [3, 4])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_detach_stops_the_drain_poll(self) -> None:
+        slow = self.attach(None)
+        slow.transport._tempDataLen = HIGH_WATER + 1
+        self.publish()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.stream.detach(slow)  # type: ignore[arg-type]
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class EventBusTests(SynchronousTestCase):
+    def test_seq_increases_and_reaches_every_subscriber(self) -> None:
+        bus = EventBus()
+        seen: list[Message] = []
+        also: list[Message] = []
+
+        def broken(message: Message) -> None:
+            raise RuntimeError("subscriber bug")
+
+        bus.subscribe(seen.append)
+        bus.subscribe(broken)
+        unsubscribe = bus.subscribe(also.append)
+        first = bus.publish({"type": "x"})
+        bus.publish({"type": "y"})
+        unsubscribe()
+        unsubscribe()
+        bus.publish({"type": "z"})
+        self.assertEqual(first, {"type": "x", "seq": 1})
+        self.assertEqual([m["seq"] for m in seen], [1, 2, 3])
+        self.assertEqual([m["seq"] for m in also], [1, 2])
+        self.assertEqual(bus.seq, 3)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 3)
+
+    def test_restart_leaves_a_gap(self) -> None:
+        bus = EventBus(last_recorded=41)
+        self.assertEqual(bus.publish({})["seq"], 41 + RESTART_GAP + 1)
+        self.assertEqual(EventBus(0).publish({})["seq"], 1)

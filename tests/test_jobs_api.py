@@ -159,7 +159,7 @@ class ListTests(JobsAPICase):
     def test_limit(self) -> None:
         self.assertEqual(self.listed("?limit=1"), [self.ids[-1]])
         self.assertEqual(len(self.listed(f"?limit={MAX_LIMIT}")), 6)
-        for bad in ("0", str(MAX_LIMIT + 1), "-1", "x", "1.5", "1&limit=2"):
+        for bad in ("0", str(MAX_LIMIT + 1), "-1", "x", "1.5", "1&limit=2", "%C2%B2", "%D9%A3"):
             error = self.error(self.call("GET", f"/jobs?limit={bad}"), 400, "invalid_query")
             self.assertEqual(error["details"]["field"], "limit")
 

@@ -76,8 +76,8 @@ class WheelTests(SynchronousTestCase):
             "from twisted.plugin import getPlugins\n"
             "found = [m for m in getPlugins(IServiceMaker) if m.tapname == 'enttok']\n"
             "import enttok.tap\n"
-            "print(json.dumps({'found': len(found), 'tap': enttok.tap.__file__,\n"
-            "                  'same': [m.makeService is enttok.tap.makeService for m in found]}))\n"
+            "same = [m.makeService is enttok.tap.makeService for m in found]\n"
+            "print(json.dumps({'found': len(found), 'tap': enttok.tap.__file__, 'same': same}))\n"
         )
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["PYTHONPATH"] = os.pathsep.join([str(target), *site_packages])

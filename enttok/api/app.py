@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from klein import Klein
@@ -11,6 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
 from enttok import __version__
+from enttok.api import activity as activity_api
 from enttok.api import jobs
 from enttok.api import search as search_api
 from enttok.api.errors import APIError, install_error_handlers
@@ -20,6 +22,7 @@ from enttok.index.search import Searcher
 from enttok.jobs.engine import JobEngine
 from enttok.settings import SettingsError, SettingsStore
 from enttok.settings.schema import public_view
+from enttok.store import Database
 
 StatusSource = Callable[[], Mapping[str, Any]]
 
@@ -39,6 +42,7 @@ class BackendAPI:
     @param status: returns the engine's part of C{/status}.
     @param engine: the job engine (C{None}: the C{/jobs} routes answer 404).
     @param index: the vault index (C{None}: C{/search} and C{/index/status} answer 404).
+    @param db: the database (C{None}: C{/activity} answers 404).
     """
 
     app = Klein()
@@ -46,13 +50,14 @@ class BackendAPI:
 
     def __init__(self, clock: IReactorTime, settings: SettingsStore,
                  status: StatusSource = idle_status, engine: JobEngine | None = None,
-                 index: VaultIndex | None = None) -> None:
+                 index: VaultIndex | None = None, db: Database | None = None) -> None:
         self._clock = clock
         self._started = clock.seconds()
         self._settings = settings
         self._status = status
         self._engine = engine
         self._index = index
+        self._db = db
         self._searcher = Searcher(index) if index is not None else None
 
     def resource(self) -> Any:
@@ -118,3 +123,12 @@ class BackendAPI:
     @app.route("/index/status", methods=["GET"])
     def get_index_status(self, request: IRequest) -> Deferred[bytes]:
         return search_api.status(self._vault_index(), request)
+
+    @app.route("/activity", methods=["GET"])
+    def get_activity(self, request: IRequest) -> Deferred[bytes]:
+        if self._db is None:
+            raise APIError(404, "not_found", "no such route")
+        zone = self._settings.get("timezone")
+        today = datetime.fromtimestamp(self._clock.seconds(),
+                                       activity_api.user_timezone(zone)).date()
+        return activity_api.activity(self._db, request, zone, today)

@@ -35,7 +35,8 @@ def _int_query(request: IRequest, name: str, default: int | None, low: int,
     raw = _one(request, name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise APIError(400, "invalid_query", f"{name} must be an integer from {low} to {high}",
                        {"field": name})
     return int(raw)

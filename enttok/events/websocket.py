@@ -142,7 +142,7 @@ class EventsProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> str | None:
         raw = request.params.get("since", [None])[0]
         if raw is not None:
-            if not raw.isdigit():
+            if not (raw.isascii() and raw.isdigit()):  # int() refuses "²", a digit to isdigit
                 raise ConnectionDeny(400, "since must be a non-negative integer")
             self._since = int(raw)
         if SUBPROTOCOL in request.protocols:

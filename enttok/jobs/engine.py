@@ -125,6 +125,7 @@ class JobEngine(Service):
         self._id_day = ""
         self._id_number = 0
         self._ready = False
+        self._pumping = False
 
     # Status
 
@@ -241,14 +242,20 @@ class JobEngine(Service):
     # Running
 
     def _pump(self) -> None:
-        if not self._ready or not self.running:
+        # A job that ends at once calls back into here from _start; the loop below
+        # picks up what that frees, so nested calls need not recurse (one per job).
+        if not self._ready or not self.running or self._pumping:
             return
-        while len(self._running) < self.workers:
-            job = next((j for j in self._queue if self._lock_of(j) not in self._held_locks),
-                       None)
-            if job is None:
-                return
-            self._start(job)
+        self._pumping = True
+        try:
+            while len(self._running) < self.workers:
+                job = next((j for j in self._queue
+                            if self._lock_of(j) not in self._held_locks), None)
+                if job is None:
+                    return
+                self._start(job)
+        finally:
+            self._pumping = False
 
     def _lock_of(self, job: Job) -> str | None:
         return self.registry.get(job.type).lock if job.type in self.registry else None

@@ -23,11 +23,13 @@ class Entry:
     job_type: str
     key: str
     unit: float
+    #: A dotted setting that must be set for the job to be submitted.
+    requires: str | None = None
 
 
 ENTRIES = (
-    Entry("vault.scan", "vault_scan_minutes", 60.0),
-    Entry("connector.github.sync", "github_sync_minutes", 60.0),
+    Entry("vault.scan", "vault_scan_minutes", 60.0, "vault_path"),
+    Entry("connector.github.sync", "github_sync_minutes", 60.0, "github.token"),
     Entry("maintenance.compact", "compact_hours", 3600.0),
 )
 
@@ -47,7 +49,7 @@ class Scheduler(MultiService):
             if entry.job_type not in engine.registry:
                 continue
             timer = PeriodicService(clock, self._interval(entry, settings.current),
-                                    self._submitter(entry.job_type), entry.job_type)
+                                    self._submitter(entry), entry.job_type)
             timer.setServiceParent(self)
             self._timers[entry] = timer
         settings.subscribe(self._settings_changed)
@@ -56,9 +58,11 @@ class Scheduler(MultiService):
     def _interval(entry: Entry, settings: Mapping[str, Any]) -> float:
         return float(settings["schedule"][entry.key]) * entry.unit
 
-    def _submitter(self, job_type: str) -> Any:
-        def submit() -> Deferred[Any]:
-            return self._engine.submit(job_type, {})
+    def _submitter(self, entry: Entry) -> Any:
+        def submit() -> Deferred[Any] | None:
+            if entry.requires is not None and not self._settings.get(entry.requires):
+                return None
+            return self._engine.submit(entry.job_type, {})
         return submit
 
     def _settings_changed(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:

@@ -91,6 +91,29 @@ MIGRATIONS: list[str] = [
       title, heading, body, tokenize = 'porter unicode61 remove_diacritics 2'
     );
     """,
+    # 4: activity from connectors (GitHub), and HTTP validators for conditional requests.
+    """
+    create table activity (
+      item_id integer primary key,
+      identity text not null unique,
+      workspace text not null,
+      source text not null,
+      kind text not null,
+      repo text,
+      number integer,
+      title text,
+      url text,
+      occurred_at text not null,
+      raw_json text not null,
+      updated_at text not null
+    );
+    create index activity_time on activity(workspace, occurred_at);
+    create table http_cache (
+      url text primary key,
+      etag text not null,
+      updated_at text not null
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -1,0 +1,80 @@
+"""Parsing and answering for C{GET /activity}: stored items, days in the user's time zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+
+from enttok.api.errors import APIError
+from enttok.api.requests import json_bytes
+from enttok.connectors.github import store as gh_store
+from enttok.store import Database
+
+_PARAMS = {"date", "from", "to", "repo", "kind", "workspace_id"}
+MAX_DAYS = 366
+
+
+def user_timezone(name: str | None) -> tzinfo:
+    """The C{timezone} setting, or the system's zone."""
+    if name:
+        return ZoneInfo(name)
+    local = datetime.now().astimezone().tzinfo
+    return local if local is not None else UTC
+
+
+def day_bounds(first: date, last: date, zone: tzinfo) -> tuple[str, str]:
+    """UTC ISO bounds [start, end) covering local days C{first}..C{last}."""
+    start = datetime.combine(first, time(), zone).astimezone(UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _arg(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    if len(values) > 1:
+        raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
+    return values[0].decode("utf-8", "replace")
+
+
+def _day(request: IRequest, name: str) -> date | None:
+    raw = _arg(request, name)
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD",
+                       {"field": name}) from None
+
+
+def activity(db: Database, request: IRequest, timezone: str | None,
+             today: date) -> Deferred[bytes]:
+    unknown = sorted({k.decode("utf-8", "replace") for k in request.args} - _PARAMS)
+    if unknown:
+        raise APIError(400, "invalid_query", f"unknown parameter {unknown[0]!r}",
+                       {"field": unknown[0]})
+    day, first, last = _day(request, "date"), _day(request, "from"), _day(request, "to")
+    if day is not None and (first or last):
+        raise APIError(400, "invalid_query", "give date, or from/to, not both",
+                       {"field": "date"})
+    first = day or first or last or today
+    last = day or last or first
+    if last < first or (last - first).days >= MAX_DAYS:
+        raise APIError(400, "invalid_query", f"from..to must be 1 to {MAX_DAYS} days",
+                       {"field": "to"})
+    kinds = [k for k in (_arg(request, "kind") or "").split(",") if k]
+    start, end = day_bounds(first, last, user_timezone(timezone))
+    d = db.run(gh_store.list_activity, _arg(request, "workspace_id") or "default", start, end,
+               _arg(request, "repo"), kinds)
+
+    def answer(items: list[dict[str, Any]]) -> bytes:
+        return json_bytes(request, {"from": first.isoformat(), "to": last.isoformat(),
+                                    "timezone": timezone or "system", "items": items})
+
+    return d.addCallback(answer)

@@ -1,0 +1,1 @@
+"""Connectors: activity from outside the vault."""

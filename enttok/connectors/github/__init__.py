@@ -1,0 +1,1 @@
+"""The GitHub connector: incremental, paginated, rate-limit aware sync with treq."""

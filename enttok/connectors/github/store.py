@@ -1,0 +1,86 @@
+"""SQL for activity items, sync cursors and ETags (runs on the database thread).
+
+Items, the cursor that covers them and the ETag of the response they came from
+are written in one transaction: a crash can never leave a cursor (or a 304)
+pointing past items that were not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from enttok.connectors.github.normalize import ActivityItem
+from enttok.store.db import transaction
+
+
+def get_cursor(conn: sqlite3.Connection, connector: str) -> dict[str, Any]:
+    row = conn.execute("select cursor from sync_state where connector = ?",
+                       (connector,)).fetchone()
+    if row is None or not row[0]:
+        return {}
+    try:
+        cursor = json.loads(row[0])
+    except ValueError:
+        return {}
+    return cursor if isinstance(cursor, dict) else {}
+
+
+def get_etag(conn: sqlite3.Connection, url: str) -> str | None:
+    row = conn.execute("select etag from http_cache where url = ?", (url,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def save(conn: sqlite3.Connection, workspace: str, items: Sequence[ActivityItem], now: str,
+         connector: str | None = None, cursor: dict[str, Any] | None = None,
+         etags: Sequence[tuple[str, str]] = ()) -> int:
+    """
+    Upsert C{items}; with C{cursor}, also move the connector's cursor; with
+    C{etags}, remember (url, etag) validators. All in one transaction.
+
+    @return: how many items were new.
+    """
+    with transaction(conn):
+        before = conn.execute("select count(*) from activity").fetchone()[0]
+        conn.executemany(
+            "insert into activity (identity, workspace, source, kind, repo, number, title, url, "
+            "occurred_at, raw_json, updated_at) values (?, ?, 'github', ?, ?, ?, ?, ?, ?, ?, ?) "
+            "on conflict(identity) do update set title = excluded.title, url = excluded.url, "
+            "occurred_at = excluded.occurred_at, raw_json = excluded.raw_json, "
+            "updated_at = excluded.updated_at",
+            [(f"{workspace}:{i.identity}", workspace, i.kind, i.repo, i.number, i.title, i.url,
+              i.occurred_at, json.dumps(i.raw, ensure_ascii=False), now) for i in items])
+        new = conn.execute("select count(*) from activity").fetchone()[0] - before
+        if connector is not None and cursor is not None:
+            conn.execute(
+                "insert into sync_state (connector, cursor, last_sync_at) values (?, ?, ?) "
+                "on conflict(connector) do update set cursor = excluded.cursor, "
+                "last_sync_at = excluded.last_sync_at",
+                (connector, json.dumps(cursor, sort_keys=True), now))
+        conn.executemany(
+            "insert into http_cache (url, etag, updated_at) values (?, ?, ?) "
+            "on conflict(url) do update set etag = excluded.etag, updated_at = excluded.updated_at",
+            [(url, etag, now) for url, etag in etags])
+    return int(new)
+
+
+def list_activity(conn: sqlite3.Connection, workspace: str, start: str, end: str,
+                  repo: str | None = None, kinds: Sequence[str] = (),
+                  limit: int = 1000) -> list[dict[str, Any]]:
+    """Items with C{start <= occurred_at < end} (UTC ISO strings), oldest first."""
+    where = ["workspace = ?", "occurred_at >= ?", "occurred_at < ?"]
+    args: list[Any] = [workspace, start, end]
+    if repo:
+        where.append("repo = ?")
+        args.append(repo)
+    if kinds:
+        where.append(f"kind in ({','.join('?' * len(kinds))})")
+        args.extend(kinds)
+    rows = conn.execute(
+        f"select kind, repo, number, title, url, occurred_at, identity from activity "
+        f"where {' and '.join(where)} order by occurred_at, item_id limit ?",
+        (*args, limit)).fetchall()
+    return [{"kind": r[0], "repo": r[1], "number": r[2], "title": r[3], "url": r[4],
+             "occurred_at": r[5], "id": r[6].split(":", 1)[1]} for r in rows]
