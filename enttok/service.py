@@ -25,6 +25,7 @@ from enttok.events.bus import EventBus
 from enttok.events.websocket import EventStream, events_resource
 from enttok.index.indexer import VaultIndex
 from enttok.index.jobs import Submit, rebuild_job, scan_job, update_job
+from enttok.index.search import Searcher
 from enttok.index.service import IndexService, embedder_for
 from enttok.index.vectors import VectorIndex
 from enttok.index.watcher import VaultWatcher
@@ -39,6 +40,7 @@ from enttok.settings import SettingsStore
 from enttok.settings.schema import secrets_of
 from enttok.store import Database, SchemaTooNew
 from enttok.store import jobs as job_store
+from enttok.suggest.job import suggest_job
 from enttok.threads import ThreadPoolService, pool_runner
 
 log = Logger(namespace="enttok.service")
@@ -83,6 +85,7 @@ def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: Vau
         return settings.update({"embedding_model": path})
 
     http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+    current = lambda: settings.current  # noqa: E731
 
     def github_client(github: Mapping[str, Any]) -> GitHubClient:
         return GitHubClient(http, reactor, github["api_base_url"], github["token"])
@@ -93,6 +96,7 @@ def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: Vau
         scan_job(index, vault_path, submit),
         update_job(index, vault_path),
         rebuild_job(index, vault_path, use_model),
+        suggest_job(db, reactor, Searcher(index), current, http),
     ])
 
 

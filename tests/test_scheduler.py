@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ class SchedulerCase(SynchronousTestCase):
     def setUp(self) -> None:
         self.h = Harness(self, workers=4, extra_types=stand_ins(self.NAMES))
         self.settings = SettingsStore(Path(self.mktemp()), run_inline)
+        # Scanning needs a vault and syncing a GitHub token.
+        vault = os.path.abspath(self.mktemp())
+        os.makedirs(vault)
+        self.successResultOf(self.settings.update(
+            {"vault_path": vault, "github": {"token": "ghp_test"}}))
         self.scheduler = Scheduler(self.h.clock, self.h.engine, self.settings)
 
     def start(self, engine: bool = True) -> None:
@@ -138,6 +144,19 @@ class SettingsTests(SchedulerCase):
         self.successResultOf(self.settings.update({"workers": 3}))
         self.advance(5 * MINUTE)
         self.assertEqual(self.counts()["connector.github.sync"], 1)
+
+
+class RequirementTests(SchedulerCase):
+    def test_entries_wait_for_their_settings(self) -> None:
+        self.start()
+        self.successResultOf(self.settings.update({"vault_path": None,
+                                                   "github": {"token": None}}))
+        self.advance(COMPACT, step=HOUR)
+        self.assertEqual(self.counts(), Counter({"maintenance.compact": 1}))
+        self.successResultOf(self.settings.update({"github": {"token": "ghp_again"}}))
+        self.advance(SYNC)
+        self.assertEqual(self.counts()["connector.github.sync"], 1)
+        self.assertEqual(self.counts()["vault.scan"], 0)
 
 
 class UnregisteredTests(SchedulerCase):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from klein import Klein
@@ -23,6 +23,7 @@ from enttok.jobs.engine import JobEngine
 from enttok.settings import SettingsError, SettingsStore
 from enttok.settings.schema import public_view
 from enttok.store import Database
+from enttok.suggest import store as suggest_store
 
 StatusSource = Callable[[], Mapping[str, Any]]
 
@@ -123,6 +124,27 @@ class BackendAPI:
     @app.route("/index/status", methods=["GET"])
     def get_index_status(self, request: IRequest) -> Deferred[bytes]:
         return search_api.status(self._vault_index(), request)
+
+    @app.route("/suggestions", methods=["GET"])
+    def get_suggestions(self, request: IRequest) -> Deferred[bytes]:
+        if self._db is None:
+            raise APIError(404, "not_found", "no such route")
+        zone = activity_api.user_timezone(self._settings.get("timezone"))
+        raw = request.args.get(b"date", [b""])[0].decode("utf-8", "replace")
+        try:
+            day = (date.fromisoformat(raw) if raw
+                   else datetime.fromtimestamp(self._clock.seconds(), zone).date()).isoformat()
+        except ValueError:
+            raise APIError(400, "invalid_query", "date must be YYYY-MM-DD",
+                           {"field": "date"}) from None
+
+        def answer(found: dict[str, Any] | None) -> bytes:
+            if found is None:
+                raise APIError(404, "no_suggestions", f"no suggestions for {day} yet: "
+                               "POST /jobs {\"type\": \"suggest.generate\"}", {"date": day})
+            return json_bytes(request, found)
+
+        return self._db.run(suggest_store.latest, day).addCallback(answer)
 
     @app.route("/activity", methods=["GET"])
     def get_activity(self, request: IRequest) -> Deferred[bytes]:

@@ -50,6 +50,14 @@ SCHEMA: Schema = {
     "allowed_origins": Field(array(origin, 50), [],
                              "Browser origins allowed to call the API and open /events."),
     "timezone": Field(optional(timezone), None, "IANA time zone for days; null: the system's."),
+    "llm": {
+        "base_url": Field(optional(http_url), None,
+                          "OpenAI-compatible API root (e.g. a local Ollama: "
+                          "http://127.0.0.1:11434/v1); null turns summaries off."),
+        "model": Field(optional(text(max_length=200)), None, "Model name for summaries."),
+        "api_key": Field(optional(text(max_length=512)), None, "API key, if the server needs one.",
+                         True),
+    },
     "retention": {
         "jobs_days": Field(integer(1, 3650), 30, "Days finished jobs and their events are kept."),
     },

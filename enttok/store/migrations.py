@@ -114,6 +114,15 @@ MIGRATIONS: list[str] = [
       updated_at text not null
     );
     """,
+    # 5: the latest suggestions for each day.
+    """
+    create table suggestions (
+      note_date text primary key,
+      job_id text not null,
+      created_at text not null,
+      result_json text not null
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

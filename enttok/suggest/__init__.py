@@ -1,0 +1,1 @@
+"""Daily-note suggestions: what you did and what is still open."""

@@ -1,0 +1,71 @@
+"""An optional summary paragraph from an OpenAI-compatible chat endpoint (e.g. Ollama).
+
+It only ever adds to the deterministic suggestions: when the endpoint is
+absent, slow or broken, the caller gets an L{LLMUnavailable} and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import CancelledError, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
+
+TIMEOUT = 20.0
+MAX_REPLY_CHARS = 2000
+
+PROMPT = ("You write one short paragraph (2-4 sentences, first person, no list) summarising "
+          "a person's work day for their journal, from the items below. Use only the items; "
+          "do not invent anything. Write in the language most of the items are in.")
+
+
+class LLMUnavailable(Exception):
+    """No usable answer (not configured, timeout, HTTP error or a malformed reply)."""
+
+
+@inlineCallbacks
+def summarise(http: Any, clock: IReactorTime, config: Mapping[str, Any],
+              lines: Sequence[str]) -> Any:
+    """
+    @param http: a L{treq.client.HTTPClient}.
+    @param config: the C{llm} settings (C{base_url}, C{model}, C{api_key}).
+    @return: fires with the paragraph; errbacks with L{LLMUnavailable}.
+    """
+    if not config.get("base_url") or not config.get("model"):
+        raise LLMUnavailable("no llm.base_url / llm.model configured")
+    headers = {b"content-type": [b"application/json"]}
+    if config.get("api_key"):
+        headers[b"authorization"] = [f"Bearer {config['api_key']}".encode()]
+    body = json.dumps({"model": config["model"], "temperature": 0.2, "max_tokens": 300,
+                       "messages": [{"role": "system", "content": PROMPT},
+                                    {"role": "user", "content": "\n".join(lines)}]})
+    url = f"{str(config['base_url']).rstrip('/')}/chat/completions"
+    d = http.post(url, data=body.encode("utf-8"), headers=headers, reactor=clock)
+    d.addCallback(lambda response: _read(response))
+    timer = clock.callLater(TIMEOUT, d.cancel)
+    try:
+        status, raw = yield d
+    except CancelledError:
+        raise LLMUnavailable(f"no answer within {TIMEOUT:.0f} s") from None
+    except Exception as e:
+        raise LLMUnavailable(f"request failed: {type(e).__name__}") from None
+    finally:
+        if timer.active():
+            timer.cancel()
+    if status != 200:
+        raise LLMUnavailable(f"the server answered {status}")
+    try:
+        text = json.loads(raw)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise LLMUnavailable("the reply is not an OpenAI-style chat completion") from None
+    if not isinstance(text, str) or not text.strip():
+        raise LLMUnavailable("the reply is empty")
+    return text.strip()[:MAX_REPLY_CHARS]
+
+
+def _read(response: Any) -> Any:
+    from treq import content
+
+    return content(response).addCallback(lambda raw: (response.code, raw))
