@@ -9,7 +9,8 @@ from typing import Any
 from enttok.store.db import transaction
 from enttok.suggest.compose import Note
 
-_DAILY = r"^(?:.*/)?\d{4}-\d{2}-\d{2}\.md$"
+#: File names of daily notes: C{YYYY-MM-DD.md} in any folder.
+_DAILY_GLOB = "*[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].md"
 
 
 def _note(row: tuple[Any, ...]) -> Note:
@@ -36,9 +37,10 @@ def daily_note(conn: sqlite3.Connection, day: str) -> Note | None:
 
 
 def daily_notes_between(conn: sqlite3.Connection, first: str, last: str) -> list[Note]:
-    """Daily notes dated C{first}..C{last} (inclusive)."""
+    """Daily notes (named C{YYYY-MM-DD.md}) dated C{first}..C{last} (inclusive)."""
     rows = conn.execute(f"select {_COLUMNS} from notes where note_date between ? and ? "
-                        f"order by note_date desc, path", (first, last)).fetchall()
+                        f"and path glob ? order by note_date desc, path",
+                        (first, last, _DAILY_GLOB)).fetchall()
     return [_note(r) for r in rows]
 
 
