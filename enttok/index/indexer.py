@@ -177,6 +177,8 @@ class VaultIndex:
         if not dimension:
             return
         ids = yield self.db.run(index_store.live_vector_ids, model_id)
+        if not ids:
+            return  # nothing to load: the index is created with its first vector
         loaded = yield self.run_cpu(self.vectors.load, model_id, dimension, version,
                                     lambda: ids)
         if loaded:

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from enttok.index.embedder import IEmbedder, SubprocessEmbedder
@@ -15,6 +15,8 @@ from enttok.periodic import PeriodicService
 
 #: Seconds between saves of a changed hnsw file (it is rebuilt if a crash loses one).
 SAVE_INTERVAL = 30.0
+#: Seconds after start before the vector index is loaded.
+PREPARE_DELAY = 1.0
 
 
 def embedder_for(model_path: str | None) -> IEmbedder:
@@ -30,17 +32,26 @@ class IndexService(MultiService):
     def __init__(self, clock: IReactorTime, index: VaultIndex) -> None:
         super().__init__()
         self.index = index
+        self._clock = clock
+        self._prepare_call: IDelayedCall | None = None
         PeriodicService(clock, SAVE_INTERVAL, index.save_vectors, "save-vectors"
                         ).setServiceParent(self)
         self._preparing: Deferred[Any] | None = None
 
     def startService(self) -> None:
         super().startService()
+        # After start-up: loading hnswlib and numpy must not delay the ready line.
+        self._prepare_call = self._clock.callLater(PREPARE_DELAY, self._prepare)
+
+    def _prepare(self) -> None:
+        self._prepare_call = None
         self._preparing = self.index.prepare_vectors()
         self._preparing.addErrback(
             lambda f: self.log.failure("could not prepare the vector index", f))
 
     def stopService(self) -> Deferred[Any]:
+        if self._prepare_call is not None and self._prepare_call.active():
+            self._prepare_call.cancel()
         d: Deferred[Any] = super().stopService()
         d.addCallback(lambda _: self.index.save_vectors())
         d.addErrback(lambda f: self.log.failure("could not save the vector index", f))
