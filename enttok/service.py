@@ -40,6 +40,7 @@ from enttok.settings import SettingsStore
 from enttok.settings.schema import secrets_of
 from enttok.store import Database, SchemaTooNew
 from enttok.store import jobs as job_store
+from enttok.store.salvage import salvage
 from enttok.suggest.job import suggest_job
 from enttok.threads import ThreadPoolService, pool_runner
 
@@ -70,9 +71,24 @@ def open_database(reactor: Any, config: Config, parent: MultiService) -> Databas
     except SchemaTooNew as e:
         raise ConfigError(str(e)) from None
     except sqlite3.DatabaseError as e:
-        raise ConfigError(f"cannot open {config.db_path}: {e}") from None
+        if isinstance(e, sqlite3.OperationalError) and not _is_corruption(e):
+            raise ConfigError(f"cannot open {config.db_path}: {e}") from None
+        aside = salvage(config.db_path)
+        log.warn("{path} was corrupt ({error}); moved to {aside} and started afresh, "
+                 "keeping what was readable of the jobs; the index is rebuilt from the vault",
+                 path=str(config.db_path), error=str(e), aside=str(aside))
+        try:
+            db.open()
+        except sqlite3.DatabaseError as again:
+            raise ConfigError(f"cannot open {config.db_path}: {again}") from None
+        db.recovered = True
     DatabaseService(db).setServiceParent(parent)
     return db
+
+
+def _is_corruption(error: sqlite3.Error) -> bool:
+    text = str(error).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
 
 
 def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: VaultIndex,
@@ -168,6 +184,10 @@ def from_config(reactor: Any, config: Config,
                 lambda f: log.failure("could not queue index.rebuild", f))
 
     settings.subscribe(model_changed)
+
+    if db.recovered and settings.get("vault_path"):
+        reactor.callWhenRunning(lambda: engine.submit("vault.scan", {}).addErrback(
+            lambda f: log.failure("could not queue the rebuilding scan", f)))
 
     watcher = VaultWatcher(reactor, lambda: settings.get("vault_path"), engine.submit,
                            pool_runner(reactor, job_pool))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,32 @@ class Prepared:
     warnings: list[tuple[str, str]] = field(factory=list)
 
 
+def on_disk(root: str, rel: str) -> str:
+    """
+    The file at vault-relative C{rel} (NFC, as the walker gives it) as named on disk.
+
+    File systems that keep names as bytes (Linux) may hold another normalisation
+    form (NFD, from macOS): then each missing part is looked up by its NFC name.
+    """
+    full = os.path.join(root, *rel.split("/"))
+    if os.path.lexists(full):
+        return full
+    current = root
+    for part in rel.split("/"):
+        candidate = os.path.join(current, part)
+        if not os.path.lexists(candidate):
+            try:
+                names = os.listdir(current)
+            except OSError:
+                return full
+            match = next((n for n in names if unicodedata.normalize("NFC", n) == part), None)
+            if match is None:
+                return full
+            candidate = os.path.join(current, match)
+        current = candidate
+    return current
+
+
 def read_notes(root: str, paths: Sequence[str], known: dict[str, NoteState],
                skip_indexed: bool, with_chunks: bool) -> Prepared:
     """
@@ -62,7 +89,7 @@ def read_notes(root: str, paths: Sequence[str], known: dict[str, NoteState],
     out = Prepared()
     real_root = os.path.realpath(root)
     for rel in paths:
-        full = os.path.join(root, rel)
+        full = on_disk(root, rel)
         if not is_inside(real_root, full):
             out.warnings.append((rel, "skipped: outside the vault (symlink)"))
             continue

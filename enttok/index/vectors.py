@@ -158,6 +158,10 @@ class VectorIndex:
             if self._index is None or not self._live:
                 return []
             k = min(k, len(self._live))
+            if allowed is not None:
+                # hnswlib fails when fewer than k items pass the filter; halving k
+                # from there would drop results that do pass.
+                k = min(k, sum(1 for label in self._live if allowed(label)))
             while k > 0:
                 try:
                     labels, distances = self._index.knn_query(vector, k=k, filter=allowed)

@@ -56,6 +56,8 @@ class Database:
         self.path = path
         self._run = run_blocking
         self._conn: sqlite3.Connection | None = None
+        #: Whether start-up found the file corrupt and started afresh.
+        self.recovered = False
 
     def open(self) -> None:
         """
