@@ -34,8 +34,9 @@ from typing import Any, TextIO
 from urllib.parse import urlencode
 
 from attrs import define, field
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -251,14 +252,14 @@ class FakeGitHub:
         self._ids = 1000
         self._port: IListeningPort | None = None
         self._held: list[tuple[Request, Fault | None]] = []
-        self._open: set[Request] = set()
+        self._open: dict[Request, Recorded] = {}
         self._timers: set[IDelayedCall] = set()
 
     # Serving
 
-    def listen(self) -> str:
-        """Listen on a free port of 127.0.0.1; return the API root URL."""
-        self._port = self._reactor.listenTCP(0, _Site(_Root(self)), interface="127.0.0.1")
+    def listen(self, port: int = 0) -> str:
+        """Listen on C{port} (default: a free one) of 127.0.0.1; return the API root URL."""
+        self._port = self._reactor.listenTCP(port, _Site(_Root(self)), interface="127.0.0.1")
         return self.base_url
 
     @property
@@ -278,10 +279,10 @@ class FakeGitHub:
         self._timers.clear()
         self._held.clear()
         for request in list(self._open):
-            request.channel.transport.abortConnection()  # type: ignore[union-attr]
+            _abort(request)
         port, self._port = self._port, None
         if port is None:
-            return Deferred.fromCoroutine(_nothing())
+            return succeed(None)
         return port.stopListening()  # type: ignore[return-value]
 
     def release(self) -> int:
@@ -311,7 +312,7 @@ class FakeGitHub:
     def exhaust_rate_limit(self, reset_in: float) -> None:
         """No requests left until C{reset_in} seconds from now (403s meanwhile)."""
         self.remaining = 0
-        self.reset = int(math.ceil(self._clock.seconds() + reset_in))
+        self.reset = math.ceil(self._clock.seconds() + reset_in)
 
     # State
 
@@ -551,14 +552,13 @@ class FakeGitHub:
                           and auth.decode("latin-1") in (f"Bearer {self.token}",
                                                          f"token {self.token}"))
         self.requests.append(record)
-        request.record = record  # type: ignore[attr-defined]
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        self._open.add(request)
+        self._open[request] = record
         request.notifyFinish().addBoth(self._finished, request, record)
         if self.on_request is not None:
             self.on_request(record)
-        inner = path[len(self.prefix):] if path.startswith(self.prefix) else None
+        inner = self._inner(path)
         fault = next((f for f in self.faults if inner is not None
                       and f.applies(inner, query)), None)
         if fault is not None and fault.kind == "hang":
@@ -576,17 +576,17 @@ class FakeGitHub:
 
     def _finished(self, result: object, request: Request, record: Recorded) -> None:
         self.in_flight -= 1
-        self._open.discard(request)
-        record.lost = not isinstance(result, type(None))
+        self._open.pop(request, None)
+        record.lost = isinstance(result, Failure)
 
     def _answer(self, request: Request, fault: Fault | None) -> None:
         self._timers = {t for t in self._timers if t.active()}
-        record: Recorded = request.record  # type: ignore[attr-defined]
-        if record.lost or request not in self._open:
+        record = self._open.get(request)
+        if record is None or record.lost:
             return
         if fault is not None and fault.kind == "drop":
             record.status = 0
-            request.channel.transport.abortConnection()  # type: ignore[union-attr]
+            _abort(request)
             return
         status, body, headers = self._respond(request, record, fault)
         record.status = status
@@ -631,8 +631,10 @@ class FakeGitHub:
         if self.remaining <= 0:
             return self._error(403, f"API rate limit exceeded for user ID {self.user_id}.",
                                docs=f"{DOCS}/overview/rate-limits-for-the-rest-api")
-        inner = record.path[len(self.prefix):]
+        inner = self._inner(record.path)
         try:
+            if inner is None:
+                raise _NotFound()
             status, value, link = self._route(inner, record.query)
         except _NotFound:
             self.remaining -= 1
@@ -656,6 +658,14 @@ class FakeGitHub:
         return status, body, {**headers, **self._rate_headers()}
 
     # Routes
+
+    def _inner(self, path: str) -> str | None:
+        """C{path} below the API root (C{None} when outside it)."""
+        if not self.prefix:
+            return path
+        if path == self.prefix or not path.startswith(self.prefix + "/"):
+            return None
+        return path[len(self.prefix):]
 
     def _repo(self, owner_name: str | None = None, repo_id: str | None = None) -> Repo:
         for repo in self.repos.values():
@@ -756,8 +766,10 @@ class _Invalid(Exception):
     pass
 
 
-async def _nothing() -> None:
-    return None
+def _abort(request: Request) -> None:
+    transport = getattr(request.channel, "transport", None)
+    if transport is not None:
+        transport.abortConnection()
 
 
 def _etags(header: str) -> set[str]:
@@ -774,6 +786,34 @@ def _since(value: str | None) -> str | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Test helpers
+
+
+def wait_until(reactor: Any, predicate: Callable[[], bool], timeout: float = 5.0,
+               what: str = "condition") -> Deferred[None]:
+    """
+    Fire once C{predicate()} is true, checking every few milliseconds of the real
+    reactor; fail with C{AssertionError} after C{timeout} seconds.
+    """
+    from twisted.internet.task import deferLater
+
+    async def poll() -> None:
+        deadline = reactor.seconds() + timeout
+        while not predicate():
+            if reactor.seconds() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            await deferLater(reactor, 0.005, lambda: None)
+
+    return Deferred.fromCoroutine(poll())
+
+
+def pause(reactor: Any, seconds: float) -> Deferred[None]:
+    """Let the real reactor run for C{seconds}."""
+    from twisted.internet.task import deferLater
+
+    return deferLater(reactor, seconds, lambda: None)
 
 
 # Generated datasets (the kill test and the benchmark)
@@ -873,7 +913,7 @@ def main(argv: Iterable[str] | None = None) -> None:
             log.write(json.dumps({"path": record.path, "query": record.query}) + "\n")
 
         fake.on_request = note
-    fake._port = reactor.listenTCP(args.port, _Site(_Root(fake)), interface="127.0.0.1")
+    fake.listen(args.port)
     print(json.dumps({"port": fake.port, "base_url": fake.base_url}), flush=True)
     _watch_stdin(reactor, sys.stdin)
     reactor.run()

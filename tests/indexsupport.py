@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from enttok.api.app import BackendAPI
+from enttok.api.guard import Guard
 from enttok.index import store as index_store
 from enttok.index.embedder import HashingEmbedder, IEmbedder
 from enttok.index.indexer import VaultIndex, list_vault
@@ -19,7 +23,9 @@ from enttok.index.jobs import rebuild_job, scan_job, update_job
 from enttok.index.search import Searcher, SearchQuery
 from enttok.index.vectors import VectorIndex
 from enttok.jobs.context import JobContext
+from enttok.jobs.engine import JobEngine
 from enttok.jobs.registry import JobType
+from enttok.settings import SettingsStore
 from enttok.store import Database
 from enttok.threads import BlockingRunner, run_inline
 from tests.jobsupport import START, Harness, on_reactor
@@ -186,3 +192,40 @@ def embedded_hashes(conn: sqlite3.Connection) -> set[str]:
 
 def count(conn: sqlite3.Connection, sql: str, *args: Any) -> int:
     return int(conn.execute(sql, args).fetchone()[0])
+
+
+TOKEN = "index-api-token-0123456789"
+PORT = 4343
+
+
+class APIClient:
+    """The HTTP API (through the guard) around an engine and an index, via StubTreq."""
+
+    def __init__(self, case: SynchronousTestCase, clock: Clock,
+                 engine: JobEngine | None = None, index: VaultIndex | None = None) -> None:
+        self.case = case
+        settings = SettingsStore(Path(case.mktemp()), run_inline)
+        status = engine.status if engine is not None else (lambda: {})
+        api = BackendAPI(clock, settings, status, engine, index)
+        guard = Guard(api.resource(), None, TOKEN, lambda: [])
+        guard.port = PORT
+        self.client = StubTreq(guard)
+
+    def call(self, method: str, path: str, body: Any = None,
+             params: Any = None) -> tuple[int, Any]:
+        """Make one request; return the status and the decoded JSON body."""
+        headers = {"Host": f"127.0.0.1:{PORT}", "X-Backend-Token": TOKEN,
+                   "Content-Type": "application/json"}
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        d = self.client.request(method, f"http://127.0.0.1:{PORT}{path}", headers=headers,
+                                data=data, params=params)
+        self.client.flush()
+        response = self.case.successResultOf(d)
+        content = self.case.successResultOf(response.content())
+        self.case.assertEqual(response.headers.getRawHeaders("content-type"),
+                              ["application/json"])
+        return response.code, json.loads(content)
+
+    def error(self, answer: tuple[int, Any], status: int, code: str) -> Any:
+        self.case.assertEqual((answer[0], answer[1]["error"]["code"]), (status, code), answer)
+        return answer[1]["error"]
