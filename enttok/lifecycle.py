@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTCP
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -78,6 +78,28 @@ class WebService(Service):
         if listening is None:
             return succeed(None)
         return listening.stopListening() or succeed(None)
+
+
+class OrderedServices(MultiService):
+    """
+    A parent that stops its children one at a time, last started first, each
+    after the previous one finished: users of a thread pool or of the database
+    stop before the pool and the database do.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        children = list(self)
+        children.reverse()
+        d: Deferred[None] = succeed(None)
+
+        def stop(_: object, child: IService) -> Deferred[None]:
+            return maybeDeferred(child.stopService).addErrback(
+                lambda f: log.failure("stopping {child} failed", f, child=child))
+
+        for child in children:
+            d.addCallback(stop, child)
+        return d
 
 
 class StdinWatcher(Service):

@@ -32,7 +32,7 @@ from enttok.index.watcher import VaultWatcher
 from enttok.jobs.engine import JobEngine
 from enttok.jobs.registry import JobRegistry, JobType
 from enttok.jobs.scheduler import Scheduler
-from enttok.lifecycle import StdinWatcher, WebService, parent_watch
+from enttok.lifecycle import OrderedServices, StdinWatcher, WebService, parent_watch
 from enttok.logs import JSONLogService
 from enttok.maintenance.compact import compact_job
 from enttok.periodic import PeriodicService
@@ -138,7 +138,7 @@ def from_config(reactor: Any, config: Config,
     @param extra_job_types: more job types to register (tests and benchmarks).
     @raise ConfigError: when the daemon cannot start (e.g. the port is taken).
     """
-    top = MultiService()
+    top = OrderedServices()
     token = config.token or load_or_create_token(config.token_path)
     if config.token is None:
         log.info("token stored in {path}", path=str(config.token_path))
@@ -155,7 +155,8 @@ def from_config(reactor: Any, config: Config,
     db = open_database(reactor, config, top)
     job_pool = ThreadPool(1, 2, "enttok-jobs")
     ThreadPoolService(reactor, job_pool).setServiceParent(top)
-    bus = EventBus(job_store.max_event_id(db.connection))
+    bus = EventBus(max(job_store.max_event_id(db.connection),
+                       job_store.pruned_through(db.connection)))
     index = build_index(reactor, db, settings, config, job_pool, top)
     registry = registry_for(reactor, db, settings, index,
                             lambda job_type, payload: engine.submit(job_type, payload))

@@ -431,15 +431,20 @@ class FakeGitHub:
 
         return self._add_event("PushEvent", repo, when, payload, None)
 
-    def expected(self, since: str, login: str | None = None) -> set[str]:
+    def expected(self, since: str, repos: Iterable[str] | None = None,
+                 login: str | None = None) -> set[str]:
         """
         The identities (see L{enttok.connectors.github.normalize}) a full sync
-        of every repository from C{since} should store for C{login}.
+        from C{since} should store for C{login}: from all its events, and from
+        the issues and commits of C{repos} (default: every repository).
         """
         login = login or self.login
         out = {e.identity for e in self.events[:MAX_EVENTS]
                if e.identity is not None and e.login == login}
+        wanted = set(self.repos if repos is None else repos)
         for name, repo in self.repos.items():
+            if name not in wanted:
+                continue
             for issue in repo.issues.values():
                 if issue.login != login or issue.updated_at < since:
                     continue

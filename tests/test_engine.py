@@ -141,7 +141,8 @@ class LifecycleTests(SynchronousTestCase):
         recorded = [e for e in store.recent_events(self.h.db.connection, job_id)
                     if e.level == "warn"]
         self.assertEqual(len(recorded), 1)
-        self.assertEqual(recorded[0].meta["free"], 12)
+        self.assertEqual(recorded[0].meta["details"], {"free": 12})
+        self.assertEqual(recorded[0].meta, logs[0])  # a replay sends what was sent live
         ctx.warn("after the end")  # ignored: the job is finished
         self.assertEqual(len([m for m in self.h.messages if m["type"] == "log"]), 2)
 
@@ -425,7 +426,18 @@ class CancelTests(SynchronousTestCase):
 
     def test_cancel_unknown(self) -> None:
         h = Harness(self)
+        h.engine.startService()
         self.failureResultOf(h.engine.cancel("job_20240501_999"), JobNotFound)
+
+    def test_cancel_during_start_waits_for_the_queue(self) -> None:
+        h = Harness(self)
+        job_id, _ = h.submit(self, "test.wait")
+        h.engine._queue.clear()  # as if the engine had not loaded its queue yet
+        h.engine._queued_by_key.clear()
+        d = h.engine.cancel(job_id)
+        self.assertNoResult(d)
+        h.engine.startService()
+        self.assertEqual(self.successResultOf(d).status, CANCELED)
 
 
 class ProgressTests(SynchronousTestCase):
@@ -571,18 +583,29 @@ class RecoveryTests(SynchronousTestCase):
         runner.run_next()
         self.assertEqual(h.stored(job_id).status, QUEUED)
 
-    def test_submit_before_recovery_finished_runs_once(self) -> None:
+    def test_submit_while_starting_runs_once(self) -> None:
         db_runner = ManualRunner()
         first = Harness(self)
-        first.submit(self, "test.wait", {"n": 1})
-        h = Harness(self, first.path, db_runner=db_runner)
-        h.engine.startService()
+        old, _ = first.submit(self, "test.wait", {"n": 1})
+        h = Harness(self, first.path, workers=1, db_runner=db_runner)
         submitted = h.engine.submit("test.wait", {"n": 2})
+        h.engine.startService()
+        # The new job is stored before start-up reads the queue, so that read
+        # finds it as well as the engine's memory does.
         while db_runner.calls:
             db_runner.run_next()
-        new_id = self.successResultOf(submitted)[0].job_id
-        self.assertEqual(sorted(h.controls.started), sorted({"job_20240501_001", new_id}))
-        self.assertEqual(len(h.controls.started), 2)
+        new = self.successResultOf(submitted)[0].job_id
+        self.assertEqual((h.controls.started, h.engine.status()["queue_depth"]), ([old], 1))
+        h.controls.pending[old].callback(None)
+        while db_runner.calls:
+            db_runner.run_next()
+        self.assertEqual(h.controls.started, [old, new])
+        h.controls.pending[new].callback(None)
+        while db_runner.calls:
+            db_runner.run_next()
+        self.assertEqual(h.controls.started, [old, new])
+        self.assertEqual(h.engine.status()["queue_depth"], 0)
+        self.assertEqual([h.stored(i).status for i in (old, new)], [SUCCEEDED, SUCCEEDED])
 
 
 class CompactTests(SynchronousTestCase):

@@ -233,17 +233,18 @@ class CancelTests(JobsAPICase):
         self.assertEqual(self.h.stored(job_id).status, CANCELED)
 
     def test_cancel_finished(self) -> None:
+        self.h.engine.startService()
         job_id = self.submit("test.wait")[1]["job_id"]
         self.cancel(job_id)
         error = self.error(self.cancel(job_id), 409, "job_finished")
         self.assertEqual(error["details"], {"job_id": job_id, "status": CANCELED})
-        self.h.engine.startService()
         done = self.submit("test.wait", {"n": 2})[1]["job_id"]
         self.h.controls.pending[done].callback(None)
         error = self.error(self.cancel(done), 409, "job_finished")
         self.assertEqual(error["details"]["status"], SUCCEEDED)
 
     def test_cancel_unknown(self) -> None:
+        self.h.engine.startService()
         error = self.error(self.cancel("job_20240501_404"), 404, "job_not_found")
         self.assertEqual(error["details"], {"job_id": "job_20240501_404"})
 

@@ -11,9 +11,17 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.settings import SettingsError, SettingsStore
-from enttok.settings.schema import defaults, load, merge, public_view, secrets_of
+from enttok.settings.schema import (
+    SCHEMA,
+    Field,
+    defaults,
+    load,
+    merge,
+    public_view,
+    secrets_of,
+)
 from enttok.threads import run_inline
-from tests.test_api import APITestCase
+from tests.apisupport import APITestCase
 
 GITHUB_TOKEN = "ghp_0123456789abcdefSECRET"
 
@@ -173,11 +181,46 @@ class PublicViewTests(SynchronousTestCase):
         self.assertIs(view["github"]["token_set"], False)
         self.assertNotIn("token", view["github"])
 
+    def secret_paths(self, schema: Mapping[str, Any] = SCHEMA,
+                     prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        """The key path of every secret the schema declares."""
+        paths = []
+        for key, spec in schema.items():
+            if isinstance(spec, Field):
+                if spec.secret:
+                    paths.append((*prefix, key))
+            else:
+                paths.extend(self.secret_paths(spec, (*prefix, key)))
+        return paths
+
+    def test_every_secret_hidden(self) -> None:
+        paths = self.secret_paths()
+        self.assertIn(("github", "token"), paths)
+        settings = defaults()
+        for n, path in enumerate(paths):
+            section = settings
+            for key in path[:-1]:
+                section = section[key]
+            section[path[-1]] = f"secret-value-{n}-0123456789"
+        view = public_view(settings)
+        self.assertNotIn("secret-value-", json.dumps(view))
+        for path in paths:
+            section = view
+            for key in path[:-1]:
+                section = section[key]
+            self.assertNotIn(path[-1], section)
+            self.assertIs(section[f"{path[-1]}_set"], True, path)
+        self.assertEqual(len(secrets_of(settings)), len(paths))
+
     def test_everything_else_shown(self) -> None:
         view = public_view(defaults())
         expected = defaults()
-        del expected["github"]["token"]
-        expected["github"]["token_set"] = False
+        for path in self.secret_paths():
+            section = expected
+            for key in path[:-1]:
+                section = section[key]
+            del section[path[-1]]
+            section[f"{path[-1]}_set"] = False
         self.assertEqual(view, expected)
 
     def test_secrets_of(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +16,8 @@ from enttok.connectors.github import store as gh_store
 from enttok.store import Database
 
 _PARAMS = {"date", "from", "to", "repo", "kind", "workspace_id"}
+#: Python 3.11's date.fromisoformat also takes 20240501 and 2024-W18-3.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_DAYS = 366
 
 
@@ -47,6 +50,8 @@ def _day(request: IRequest, name: str) -> date | None:
     if raw is None:
         return None
     try:
+        if not _DATE.fullmatch(raw):
+            raise ValueError(raw)
         return date.fromisoformat(raw)
     except ValueError:
         raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -17,6 +18,17 @@ from enttok.index.text import MAX_QUERY_CHARS
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PARAMS = {"q", "k", "mode", "path_prefix", "tag", "date_from", "date_to"}
+
+
+def _is_date(value: str) -> bool:
+    """Whether C{value} is a real calendar date written C{YYYY-MM-DD}."""
+    if not _DATE.fullmatch(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _param(request: IRequest, name: str) -> str | None:
@@ -41,7 +53,8 @@ def parse_query(request: IRequest) -> SearchQuery:
         raise APIError(400, "invalid_query", f"q is longer than {MAX_QUERY_CHARS} characters",
                        {"field": "q"})
     k_text = _param(request, "k") or "10"
-    if not k_text.isdigit() or not 1 <= int(k_text) <= 100:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (k_text.isascii() and k_text.isdigit()) or not 1 <= int(k_text) <= 100:
         raise APIError(400, "invalid_query", "k must be an integer from 1 to 100",
                        {"field": "k"})
     mode = _param(request, "mode") or "hybrid"
@@ -51,7 +64,7 @@ def parse_query(request: IRequest) -> SearchQuery:
     dates: dict[str, str | None] = {}
     for name in ("date_from", "date_to"):
         value = _param(request, name)
-        if value is not None and not _DATE.fullmatch(value):
+        if value is not None and not _is_date(value):
             raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD", {"field": name})
         dates[name] = value
     return SearchQuery(q=q, k=int(k_text), mode=mode, path_prefix=_param(request, "path_prefix"),

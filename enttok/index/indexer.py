@@ -328,7 +328,9 @@ class VaultIndex:
         import numpy as np
 
         vectors = self.vectors
-        if not vectors.ready:
+        if not vectors.ready or vectors.model_id != self.model_id:
+            # After a model switch the old model's vectors must not mix with the new
+            # one's (nor their dimensions); the switch re-adds every chunk (a rebuild).
             if not result.added:
                 return
             dimension = len(result.added[0][1]) // 4

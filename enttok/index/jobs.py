@@ -73,8 +73,9 @@ def update_job(index: VaultIndex, vault_path: Setting) -> JobType:
     def check(payload: dict[str, Any]) -> dict[str, Any]:
         configured = vault_path()
         try:
-            roots = (os.path.normpath(configured), index.vault_root(configured))
-        except (ValueError, TypeError) as e:
+            real = index.vault_root(configured)
+            roots = (os.path.normpath(configured), real)
+        except ValueError as e:
             raise ValidationError("payload.changed_paths", str(e)) from None
         clean: dict[str, list[str]] = {}
         for name in ("changed_paths", "deleted_paths"):

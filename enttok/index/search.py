@@ -120,8 +120,13 @@ class Searcher:
     def __init__(self, index: VaultIndex) -> None:
         self._index = index
 
+    def _vectors_current(self) -> bool:
+        vectors = self._index.vectors
+        # After a model switch, until the first new vector, the index is the old model's.
+        return vectors.ready and vectors.model_id == self._index.model_id
+
     def _vectors_usable(self) -> bool:
-        return bool(self._index.embedder.loaded) and self._index.vectors.ready
+        return bool(self._index.embedder.loaded) and self._vectors_current()
 
     @inlineCallbacks
     def search(self, query: SearchQuery) -> Any:
@@ -148,8 +153,10 @@ class Searcher:
             yield index.load_model()
             allowed = yield index.db.run(allowed_chunks, query)
             vectors = yield index.embed([query.q])
-            found = yield index.run_cpu(index.vectors.query, vectors[0], depth,
-                                        None if allowed is None else allowed.__contains__)
+            found = []
+            if self._vectors_current():
+                found = yield index.run_cpu(index.vectors.query, vectors[0], depth,
+                                            None if allowed is None else allowed.__contains__)
             notes = yield index.db.run(chunk_notes, [cid for cid, _ in found])
             vector = best_per_note([(cid, notes[cid][0]) for cid, _ in found if cid in notes])
         if mode == "hybrid":

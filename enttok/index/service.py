@@ -52,7 +52,10 @@ class IndexService(MultiService):
     def stopService(self) -> Deferred[Any]:
         if self._prepare_call is not None and self._prepare_call.active():
             self._prepare_call.cancel()
+        preparing = self._preparing
         d: Deferred[Any] = super().stopService()
+        if preparing is not None and not preparing.called:
+            d.addCallback(lambda _: preparing)
         d.addCallback(lambda _: self.index.save_vectors())
         d.addErrback(lambda f: self.log.failure("could not save the vector index", f))
         d.addCallback(lambda _: self.index.run_embed(self.index.embedder.close))

@@ -67,12 +67,14 @@ def highlight(text: str, terms: list[str], width: int = 200) -> tuple[str, list[
 
     @return: the snippet and the C{[start, end)} offsets of the matches in it.
     """
-    lowered = unicodedata.normalize("NFC", text).lower()
+    # Matched case-insensitively in the text itself: lower() can change the length
+    # of a string ("İ" becomes two characters), which would shift the offsets.
+    text = unicodedata.normalize("NFC", text)
     needles = [_stem(t) for t in terms if t]
     spans = sorted(
-        (m.start(), m.start() + len(n))
+        (m.start(), m.end())
         for n in set(needles) if n
-        for m in re.finditer(re.escape(n), lowered)
+        for m in re.finditer(re.escape(n), text, re.IGNORECASE)
     )
     start = 0
     if spans:

@@ -112,6 +112,7 @@ class VectorIndex:
             return
         with self._lock:
             index = self._require()
+            self._check_dimension(vectors)
             needed = index.element_count + len(ids)
             if needed > index.get_max_elements():
                 index.resize_index(max(needed, index.get_max_elements() * 2))
@@ -144,6 +145,12 @@ class VectorIndex:
             self.dirty = True
             return True
 
+    def _check_dimension(self, vectors: Any) -> None:
+        """hnswlib corrupts memory (and the process dies) on vectors of another length."""
+        if vectors.shape[-1] != self.dimension:
+            raise ValueError(f"vectors of {vectors.shape[-1]} dimensions given to an index "
+                             f"of {self.dimension}")
+
     def _require(self) -> Any:
         if self._index is None:
             raise RuntimeError("vector index is not built")
@@ -153,10 +160,15 @@ class VectorIndex:
 
     def query(self, vector: Any, k: int,
               allowed: Callable[[int], bool] | None = None) -> list[tuple[int, float]]:
-        """The C{k} nearest chunk ids with cosine distances, nearest first."""
+        """
+        The C{k} nearest chunk ids with cosine distances, nearest first.
+
+        @raise ValueError: C{vector} is not of the index's dimension.
+        """
         with self._lock:
             if self._index is None or not self._live:
                 return []
+            self._check_dimension(vector)
             k = min(k, len(self._live))
             if allowed is not None:
                 # hnswlib fails when fewer than k items pass the filter; halving k

@@ -125,6 +125,7 @@ class JobEngine(Service):
         self._id_day = ""
         self._id_number = 0
         self._ready = False
+        self._waiting_for_ready: list[Deferred[None]] = []
         self._pumping = False
 
     # Status
@@ -356,10 +357,10 @@ class JobEngine(Service):
         if run is None:
             return
         sent = self._bus.publish({"type": "log", "level": level, "message": message,
-                                  "job_id": job_id})
+                                  "job_id": job_id, **({"details": meta} if meta else {})})
         row = EventRow(event_id=sent["seq"], job_id=job_id,
                        created_at=utc_iso(self._clock.seconds()), level=level,
-                       message=message, meta={**meta, **sent})
+                       message=message, meta=sent)
         self._db.run(store.add_events, [row]).addErrback(
             lambda f: self.log.failure("could not record an event", f))
 
@@ -384,6 +385,11 @@ class JobEngine(Service):
             if run.deferred is not None:
                 run.deferred.cancel()
             return self._wait(run.finished, CANCEL_WAIT, run.job)
+        if not self._ready:
+            # Still loading the queue at start: the job may be in it.
+            waiting: Deferred[None] = Deferred()
+            self._waiting_for_ready.append(waiting)
+            return waiting.addCallback(lambda _: self.cancel(job_id))
         return self._db.run(store.get_job, job_id).addCallback(self._not_cancelable, job_id)
 
     @staticmethod
@@ -430,7 +436,13 @@ class JobEngine(Service):
         d.addCallback(self._recover)
         d.addCallback(lambda _: self._db.run(store.jobs_with_status, QUEUED))
         d.addCallback(self._load_queue)
-        d.addErrback(lambda f: self.log.failure("job recovery failed", f))
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("job recovery failed; running new jobs only", failure)
+            if not self._ready:
+                self._load_queue([])
+
+        d.addErrback(failed)
 
     def _recover(self, interrupted: list[Job]) -> Deferred[Any]:
         saves = []
@@ -463,6 +475,9 @@ class JobEngine(Service):
             self._queued_by_key.setdefault(job.key, job)
         self._queue[:0] = recovered  # older than anything submitted meanwhile
         self._ready = True
+        waiting, self._waiting_for_ready = self._waiting_for_ready, []
+        for d in waiting:
+            d.callback(None)
         self._pump()
 
     def stopService(self) -> Deferred[Any]:

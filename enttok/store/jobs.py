@@ -63,7 +63,8 @@ def insert_job(conn: sqlite3.Connection, job: Job, events: Sequence[EventRow] = 
     """Store a new job and its first events in one transaction."""
     with transaction(conn):
         conn.execute(
-            f"insert into jobs ({_JOB_COLUMNS}) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"insert into jobs ({_JOB_COLUMNS}, seq) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            f"(select coalesce(max(seq), 0) + 1 from jobs))",
             (job.job_id, job.type, job.status, job.created_at, job.updated_at, job.progress,
              job.message, _dumps(job.payload), _dumps(job.result), _dumps(job.error),
              job.attempts, job.key))
@@ -122,11 +123,11 @@ def list_jobs(conn: sqlite3.Connection, statuses: Sequence[str] = (),
         where.append(f"type in ({','.join('?' * len(types))})")
         args.extend(types)
     if before is not None:
-        where.append("rowid < ?")
+        where.append("seq < ?")
         args.append(before)
     clause = ("where " + " and ".join(where)) if where else ""
     rows = conn.execute(
-        f"select {_JOB_COLUMNS}, rowid from jobs {clause} order by rowid desc limit ?",
+        f"select {_JOB_COLUMNS}, seq from jobs {clause} order by seq desc limit ?",
         (*args, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -135,7 +136,7 @@ def list_jobs(conn: sqlite3.Connection, statuses: Sequence[str] = (),
 
 def jobs_with_status(conn: sqlite3.Connection, status: str) -> list[Job]:
     """Every job in C{status}, oldest first."""
-    rows = conn.execute(f"select {_JOB_COLUMNS} from jobs where status = ? order by rowid",
+    rows = conn.execute(f"select {_JOB_COLUMNS} from jobs where status = ? order by seq",
                         (status,)).fetchall()
     return [_job(r) for r in rows]
 

@@ -41,6 +41,9 @@ MIGRATIONS: list[str] = [
     """
     alter table jobs add column attempts integer not null default 0;
     alter table jobs add column payload_key text;
+    alter table jobs add column seq integer;
+    update jobs set seq = rowid;
+    create unique index jobs_seq on jobs(seq);
     create index jobs_status on jobs(status, type);
     create index jobs_type on jobs(type);
     create index job_events_job on job_events(job_id, event_id);

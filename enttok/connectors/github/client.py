@@ -15,15 +15,15 @@ from urllib.parse import urlencode, urlsplit
 
 from attrs import frozen
 from twisted.internet.defer import (
-    CancelledError,
     Deferred,
     DeferredSemaphore,
     inlineCallbacks,
 )
-from twisted.internet.error import ConnectError, ConnectionLost, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import ResponseFailed
 
 from enttok import __version__
@@ -140,7 +140,8 @@ class GitHubClient:
             attempt += 1
             try:
                 response, body = yield self._request(url, etag)
-            except (TimeoutError, ConnectError, ConnectionLost, ResponseFailed) as e:
+            except (TimeoutError, ConnectError, ConnectionLost, DNSLookupError,
+                    ResponseFailed) as e:
                 if attempt > MAX_RETRIES:
                     raise GitHubError("github_unavailable",
                                       f"GitHub did not answer: {type(e).__name__}") from None
@@ -161,7 +162,9 @@ class GitHubClient:
         def done(result: Any) -> Any:
             if timer.active():
                 timer.cancel()
-            elif hasattr(result, "check") and result.check(CancelledError):
+            elif isinstance(result, Failure):
+                # Canceled while resolving or connecting, the agent fails with
+                # DNSLookupError or ConnectingCancelledError, not CancelledError.
                 raise TimeoutError(string=f"no answer within {REQUEST_TIMEOUT:.0f} s")
             return result
 

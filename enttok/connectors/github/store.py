@@ -47,7 +47,9 @@ def save(conn: sqlite3.Connection, workspace: str, items: Sequence[ActivityItem]
         conn.executemany(
             "insert into activity (identity, workspace, source, kind, repo, number, title, url, "
             "occurred_at, raw_json, updated_at) values (?, ?, 'github', ?, ?, ?, ?, ?, ?, ?, ?) "
-            "on conflict(identity) do update set title = excluded.title, url = excluded.url, "
+            # Events carry less than the issue lists (no PR titles): never blank a field.
+            "on conflict(identity) do update set title = coalesce(excluded.title, title), "
+            "url = coalesce(excluded.url, url), "
             "occurred_at = excluded.occurred_at, raw_json = excluded.raw_json, "
             "updated_at = excluded.updated_at",
             [(f"{workspace}:{i.identity}", workspace, i.kind, i.repo, i.number, i.title, i.url,

@@ -168,6 +168,7 @@ class GitHubSync:
             if number == 0:
                 first_etag = page.etag
             events += page.data
+            yield self._complete_closed_pulls(page.data)
             items = [item for event in page.data for item in from_event(event)]
             last = page.next_url is None or number == MAX_EVENT_PAGES - 1
             # The first page's ETag is kept only once every page is stored.
@@ -178,6 +179,33 @@ class GitHubSync:
                 break
             url = page.next_url
         return events
+
+    @inlineCallbacks
+    def _complete_closed_pulls(self, events: list[Any]) -> Any:
+        """
+        Put the pull request's own record into each closed C{PullRequestEvent}:
+        events carry C{pull-request-minimal}, which does not say whether it was
+        merged (nor its title), so a merge would be stored as C{pr_closed}
+        beside the C{pr_merged} of the issue list.
+        """
+        for event in events:
+            payload = event.get("payload") if isinstance(event, dict) else None
+            if event.get("type") != "PullRequestEvent" or not isinstance(payload, dict):
+                continue
+            pr = payload.get("pull_request") or {}
+            repo = (event.get("repo") or {}).get("name")
+            if (payload.get("action") != "closed" or "merged" in pr
+                    or not isinstance(pr.get("number"), int) or not isinstance(repo, str)):
+                continue
+            try:
+                page = yield self._get(self.client.url(f"/repos/{repo}/pulls/{pr['number']}"),
+                                       use_etag=False)
+            except GitHubError as e:
+                if e.status != 404:
+                    raise
+                continue
+            if isinstance(page.data, dict):
+                payload["pull_request"] = page.data
 
     @inlineCallbacks
     def _repo(self, login: str, repo: str) -> Any:
@@ -191,12 +219,15 @@ class GitHubSync:
             self.ctx.warn(f"GitHub repository {repo} not found or not accessible; skipped",
                           repo=repo)
 
+    def _issues_url(self, repo: str, since: str) -> str:
+        return self.client.url(f"/repos/{repo}/issues", {
+            "state": "all", "sort": "updated", "direction": "asc", "since": since,
+            "per_page": PER_PAGE})
+
     @inlineCallbacks
     def _issues(self, login: str, repo: str) -> Any:
         since = self._since(repo, "issues")
-        url: str | None = self.client.url(f"/repos/{repo}/issues", {
-            "state": "all", "sort": "updated", "direction": "asc", "since": since,
-            "per_page": PER_PAGE})
+        url: str | None = self._issues_url(repo, since)
         number = 0
         while url is not None:
             number += 1
@@ -221,7 +252,15 @@ class GitHubSync:
             etags = [(url, page.etag)] if page.etag and page.next_url is None else []
             yield self._save(items, cursor, etags)
             self._progress(0.1, f"{repo}: issues page {number}")
-            url = page.next_url
+            if page.next_url is not None and newest > since:
+                # Ask again from the newest update read rather than for page N+1:
+                # an issue updated meanwhile moves to the end of the list, which
+                # would shift an unread one back onto the page already read.
+                since, url = newest, self._issues_url(repo, newest)
+            else:
+                # The last page, or a whole page updated at one instant (paging
+                # is then the only way on).
+                url = page.next_url
 
     @inlineCallbacks
     def _merged_at(self, repo: str, issue: Mapping[str, Any]) -> Any:

@@ -1,0 +1,67 @@
+"""Raw sentence-transformers timings, the baseline of the index benchmarks.
+
+    python bench/_encode_baseline.py [--texts FILE] [--queries FILE] [--batch-size 64]
+
+Runs in its own process with the environment of enttok's embedding worker
+(C{enttok.index.embedder.worker_environment}: passive OpenMP threads, offline)
+and loads the same bundled all-MiniLM-L6-v2, the same way (C{device="cpu"}, one
+warm-up call). Then:
+
+  - C{--texts}: a JSON list of strings, encoded in one C{model.encode} call with
+    C{--batch-size}, normalised (what the indexer's chunks would cost with
+    nothing around the model);
+  - C{--queries}: a JSON list of strings, each encoded alone, as a search does.
+
+Prints one JSON line: load time, encode wall and CPU seconds, per-query seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--texts", type=Path, default=None)
+    parser.add_argument("--queries", type=Path, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    from enttok.index.embedder import default_model_path, worker_environment
+
+    os.environ.update(worker_environment())  # before torch is imported
+    started = time.perf_counter()
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(default_model_path(), device="cpu")
+    model.encode(["warm up"], show_progress_bar=False)
+    out: dict[str, object] = {"load_seconds": time.perf_counter() - started}
+    import torch
+
+    out["torch_threads"] = torch.get_num_threads()
+    if args.texts is not None:
+        texts = json.loads(args.texts.read_text())
+        cpu, wall = time.process_time(), time.perf_counter()
+        model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
+                     convert_to_numpy=True, show_progress_bar=False)
+        out.update(texts=len(texts), encode_seconds=time.perf_counter() - wall,
+                   encode_cpu_seconds=time.process_time() - cpu)
+    if args.queries is not None:
+        latencies = []
+        for query in json.loads(args.queries.read_text()):
+            wall = time.perf_counter()
+            model.encode([query], batch_size=32, normalize_embeddings=True,
+                         convert_to_numpy=True, show_progress_bar=False)
+            latencies.append(time.perf_counter() - wall)
+        out["query_seconds"] = latencies
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
