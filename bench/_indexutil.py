@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import os
 import socket
@@ -210,7 +211,13 @@ class VaultDaemon:
         self.events = Events(port, token)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = self.client.request(method, path, body)
+        try:
+            status, answer = self.client.request(method, path, body)
+        except (http.client.RemoteDisconnected, ConnectionError):
+            # The daemon closes keep-alive connections idle for 60 s; nothing was sent.
+            self.client.close()
+            self.client = Client(self.port, self.token, timeout=120.0)
+            status, answer = self.client.request(method, path, body)
         if status >= 300:
             raise RuntimeError(f"{method} {path} answered {status}: {answer}")
         return answer
@@ -219,32 +226,63 @@ class VaultDaemon:
         return str(self.request("POST", "/jobs", {"type": job_type,
                                                   "payload": payload or {}})["job_id"])
 
-    def wait(self, job_id: str, timeout: float) -> tuple[float, dict[str, Any]]:
-        """Wait for the job to end; return when (perf_counter) and its record."""
-        when, status = self.events.status_time(job_id, TERMINAL, timeout)
+    def wait(self, job_id: str, timeout: float, report_every: float | None = None,
+             allow: Sequence[str] = ("succeeded",)) -> tuple[float, dict[str, Any]]:
+        """
+        Wait for the job to end; return when (perf_counter) and its record.
+
+        @param report_every: print the job's latest progress message this often (seconds).
+        @param allow: end states that are not an error.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                when, status = self.events.status_time(
+                    job_id, TERMINAL, max(0.01, min(left, report_every or left)))
+                break
+            except TimeoutError as e:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"job {job_id} did not end within {timeout:.0f} s") from e
+                found = self.events.progress(job_id)
+                print(f"    ... {found[-1][2] if found else 'waiting'}  ({load_average()})",
+                      flush=True)
         job = self.request("GET", f"/jobs/{job_id}")
         job = job.get("job", job)
-        if status != "succeeded":
+        if status not in allow:
             raise RuntimeError(f"job {job_id} {status}: {job.get('error')}")
         return when, job
 
     def run(self, job_type: str, payload: dict[str, Any] | None = None,
-            timeout: float = 600.0) -> tuple[float, float, float, dict[str, Any]]:
+            timeout: float = 600.0, report_every: float | None = None
+            ) -> tuple[float, float, float, dict[str, Any]]:
         """Submit a job and wait: (POST sent, running seen, ended seen, job record)."""
         sent = time.perf_counter()
         job_id = self.submit(job_type, payload)
-        ended, job = self.wait(job_id, timeout)
+        ended, job = self.wait(job_id, timeout, report_every)
         running, _ = self.events.status_time(job_id, ("running",), 1.0)
         return sent, running, ended, job
 
-    def scan_and_update(self, timeout: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def scan_and_update(self, timeout: float, report_every: float | None = None
+                        ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """C{vault.scan}, then the C{index.update} it queued (if any): both results."""
         _, _, _, scan = self.run("vault.scan", {}, timeout)
         update_id = scan["result"]["index_update_job"]
         if update_id is None:
             return scan["result"], None
-        _, update = self.wait(update_id, timeout)
+        _, update = self.wait(update_id, timeout, report_every)
         return scan["result"], update["result"]
+
+    def idle(self, timeout: float = 120.0) -> None:
+        """Wait until no index job is queued or running (e.g. one the watcher queued)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            page = self.request("GET", "/jobs?status=queued,running&limit=50")
+            if not [j for j in page["jobs"] if j["type"] in ("vault.scan", "index.update",
+                                                              "index.rebuild")]:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("index jobs still running")
 
     def worker_pid(self) -> int | None:
         """The embedding worker process, if it runs."""
@@ -271,12 +309,14 @@ def vault_daemon(data_dir: Path, vault: Path, timeout: float = 120.0) -> Iterato
 
 
 def encode_baseline(texts_file: Path | None = None, queries_file: Path | None = None,
-                    batch_size: int = 64, timeout: float = 7200.0) -> dict[str, Any]:
+                    batch_size: int = 64, repeat: int = 1,
+                    timeout: float = 7200.0) -> dict[str, Any]:
     """
     Run bench/_encode_baseline.py (plain sentence-transformers, in a fresh process
     with the embedding worker's environment) and return what it measured.
     """
-    argv = [sys.executable, str(ENCODE_SCRIPT), "--batch-size", str(batch_size)]
+    argv = [sys.executable, str(ENCODE_SCRIPT), "--batch-size", str(batch_size),
+            "--repeat", str(repeat)]
     if texts_file is not None:
         argv += ["--texts", str(texts_file)]
     if queries_file is not None:

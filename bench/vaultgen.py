@@ -184,7 +184,8 @@ TOPICS: tuple[Topic, ...] = (
            "accessibility|contrast ratio|screen reader|form validation|responsive layout",
            "audit the color contrast|publish the tokens package|fix focus order in forms|"
            "add dark mode to the settings page",
-           "버튼 컴포넌트|색상 토큰|다크 모드|글꼴 크기|접근성|색상 대비|화면 낭독기|반응형 레이아웃",
+           "버튼 컴포넌트|색상 토큰|다크 모드|글꼴 크기|접근성|색상 대비|"
+           "화면 낭독기|반응형 레이아웃",
            "색상 대비를 점검|컴포넌트를 정리|다크 모드를 적용|접근성 검사를 진행",
            tech=True, code="json"),
     _topic("i18n", "Localization", "현지화",
@@ -209,7 +210,8 @@ TOPICS: tuple[Topic, ...] = (
            "hiring committee|reference checks|offer letter|sourcing|interview rubric",
            "rewrite the job description|calibrate the interview rubric|"
            "schedule the debrief|send the offer letter",
-           "채용 공고|면접 질문|코딩 테스트|서류 검토|면접관 교육|처우 협의|레퍼런스 체크|채용 일정",
+           "채용 공고|면접 질문|코딩 테스트|서류 검토|면접관 교육|처우 협의|"
+           "레퍼런스 체크|채용 일정",
            "면접 질문을 정리|채용 공고를 수정|면접 일정을 조율|처우를 협의"),
     _topic("onboarding", "Onboarding", "신입 교육",
            "onboarding checklist|first week|buddy program|laptop setup|access requests|"
@@ -646,7 +648,7 @@ def render(plan: Plan, rng: random.Random, titles: Sequence[str]) -> str:
     headings = KO_HEADINGS if plan.korean else EN_HEADINGS
     if plan.kind == "daily":
         parts.append(("## 할 일" if plan.korean else "## Tasks") + "\n" + w.tasks())
-        parts.append(("## 기록" if plan.korean else "## Log"))
+        parts.append("## 기록" if plan.korean else "## Log")
     elif plan.kind == "meeting":
         who = rng.sample(KO_PEOPLE if plan.korean else PEOPLE, 3)
         parts.append(("참석자: " if plan.korean else "Attendees: ") + ", ".join(who))

@@ -170,7 +170,7 @@ def load_or_create_token(path: Path) -> str:
     if len(existing) >= 16:
         return existing
     token = secrets.token_urlsafe(32)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, stat.S_IRUSR | stat.S_IWUSR)
         with os.fdopen(fd, "w", encoding="ascii") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTCP
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -19,6 +21,12 @@ from enttok import __version__
 from enttok.api.guard import Guard
 
 log = Logger(namespace="enttok.lifecycle")
+
+
+def stop_reactor(reactor: IReactorCore) -> None:
+    """Stop the reactor unless it is stopping already (SIGTERM and EOF often come together)."""
+    with contextlib.suppress(ReactorNotRunning):
+        reactor.stop()
 
 
 def write_ready_line(port: int, fd: int = 1) -> None:
@@ -124,7 +132,7 @@ class StdinWatcher(Service):
     def _parent_gone(self) -> None:
         if self.running:
             log.info("standard input closed; stopping")
-            self._reactor.stop()
+            stop_reactor(self._reactor)
 
 
 def parent_watch(reactor: IReactorCore, parent_pid: int,
@@ -136,7 +144,7 @@ def parent_watch(reactor: IReactorCore, parent_pid: int,
         if getppid() != parent_pid and not stopped:
             stopped.append(True)
             log.info("parent process {pid} is gone; stopping", pid=parent_pid)
-            reactor.stop()
+            stop_reactor(reactor)
 
     return check
 

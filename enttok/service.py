@@ -13,11 +13,10 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.server import Site
 
 from enttok.api.app import BackendAPI
 from enttok.api.guard import Guard
-from enttok.api.requests import LimitedRequest
+from enttok.api.requests import APISite
 from enttok.config import Config, ConfigError, load_or_create_token
 from enttok.connectors.github.client import GitHubClient
 from enttok.connectors.github.sync import github_sync_job
@@ -146,11 +145,15 @@ def from_config(reactor: Any, config: Config,
     settings = SettingsStore(config.settings_path, pool_runner(reactor, reactor.getThreadPool()))
     settings.load()
     if config.vault is not None:
-        settings.validate({"vault_path": str(config.vault)})
-        settings._current["vault_path"] = str(config.vault)
+        settings.override({"vault_path": str(config.vault)})
 
-    JSONLogService(config.log_dir, lambda: [token, *secrets_of(settings.current)]
-                   ).setServiceParent(top)
+    secrets = [token, *secrets_of(settings.current)]
+
+    def secrets_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        secrets[1:] = secrets_of(new)
+
+    settings.subscribe(secrets_changed)
+    JSONLogService(config.log_dir, lambda: secrets).setServiceParent(top)
 
     db = open_database(reactor, config, top)
     job_pool = ThreadPool(1, 2, "enttok-jobs")
@@ -208,8 +211,7 @@ def from_config(reactor: Any, config: Config,
     stream = EventStream(reactor, bus, db)
     guard = Guard(api.resource(), events_resource(stream), token,
                   lambda: settings.get("allowed_origins"))
-    site = Site(guard, requestFactory=LimitedRequest, timeout=HTTP_TIMEOUT)
-    site.displayTracebacks = False
+    site = APISite(guard, timeout=HTTP_TIMEOUT)
     web = WebService(reactor, config.port, site, guard)
     try:
         web.bind()

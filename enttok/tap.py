@@ -36,12 +36,13 @@ def makeService(options: Options) -> IService:
     """Build the daemon; a bad setting ends the process with one line on stderr."""
     from twisted.internet import reactor
 
-    from enttok.lifecycle import exit_cleanly_on_sigterm
-    from enttok.service import from_config
-
     try:
         config = resolve_config(options, os.environ)
         prepare_directories(config)
+        # Imported only now, so a bad option is reported at once.
+        from enttok.lifecycle import exit_cleanly_on_sigterm
+        from enttok.service import from_config
+
         service = from_config(reactor, config)
     except ConfigError as e:
         sys.stderr.write(f"enttok: {e}\n")

@@ -19,7 +19,7 @@ and prints C{{"port": ..., "base_url": ...}} on stdout once listening.
 from __future__ import annotations
 
 import argparse
-import copy
+import functools
 import hashlib
 import json
 import math
@@ -74,18 +74,14 @@ class _Templates:
         self.pull = _load("pull.json")
 
 
-_templates: _Templates | None = None
-
-
+@functools.cache
 def templates() -> _Templates:
-    global _templates
-    if _templates is None:
-        _templates = _Templates()
-    return _templates
+    return _Templates()
 
 
 def _rebase(value: Any, subs: list[tuple[str, str]]) -> Any:
-    """A deep copy of C{value} with each C{(old, new)} replaced in every string."""
+    """A copy of C{value} (new lists and dicts) with each C{(old, new)} replaced in
+    every string."""
     if isinstance(value, str):
         for old, new in subs:
             value = value.replace(old, new)
@@ -199,7 +195,7 @@ class Recorded:
 class _Site(Site):
     noisy = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Any) -> None:
         """No access log."""
 
 
@@ -265,7 +261,7 @@ class FakeGitHub:
     @property
     def port(self) -> int:
         assert self._port is not None, "not listening"
-        return int(self._port.getHost().port)
+        return int(self._port.getHost().port)  # type: ignore[attr-defined]
 
     @property
     def base_url(self) -> str:
@@ -469,7 +465,7 @@ class FakeGitHub:
         return subs
 
     def _rebased(self, template: Any, repo: str, number: int | None = None) -> Any:
-        return _rebase(copy.deepcopy(template), self._subs(repo, number))
+        return _rebase(template, self._subs(repo, number))
 
     def render_user(self, login: str) -> dict[str, Any]:
         user = _rebase(templates().issue["user"], [(EXAMPLE_LOGIN, login)])
@@ -520,7 +516,7 @@ class FakeGitHub:
         return dict(out)
 
     def render_commit(self, repo: Repo, commit: Commit) -> dict[str, Any]:
-        out = _rebase(copy.deepcopy(templates().commit),
+        out = _rebase(templates().commit,
                       [*self._subs(repo.name), (templates().commit["sha"], commit.sha)])
         out["commit"]["author"].update(name=commit.login, email=f"{commit.login}@example.com",
                                        date=commit.date)
@@ -532,7 +528,7 @@ class FakeGitHub:
         return dict(out)
 
     def render_event(self, event: Event) -> dict[str, Any]:
-        out = _rebase(copy.deepcopy(templates().events[0]),
+        out = _rebase(templates().events[0],
                       [*self._subs(event.repo), (EXAMPLE_LOGIN, event.login)])
         repo = self.repos.get(event.repo)
         out.update(id=str(event.id), type=event.type, payload=event.payload(), public=True,
@@ -546,8 +542,8 @@ class FakeGitHub:
 
     def _handle(self, request: Request) -> Any:
         path = request.path.decode("utf-8", "replace")
-        query = {k.decode(): v[-1].decode("utf-8", "replace")
-                 for k, v in (request.args or {}).items()}
+        args: dict[bytes, list[bytes]] = request.args or {}
+        query = {k.decode(): v[-1].decode("utf-8", "replace") for k, v in args.items()}
         headers = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
                    for k, v in request.requestHeaders.getAllRawHeaders()
                    if k.lower() != b"authorization"}
@@ -619,8 +615,7 @@ class FakeGitHub:
                  fault: Fault | None) -> tuple[int, bytes, dict[str, str]]:
         kind = fault.kind if fault is not None else None
         if kind == "status" and fault is not None:
-            return self._error(fault.status, "Server Error" if fault.status >= 500 else
-                               "Forbidden")
+            return self._error(fault.status, _MESSAGES.get(fault.status, "Server Error"))
         if self.token is not None and not record.authorized:
             missing = request.getHeader(b"authorization") is None
             return self._error(401, "Requires authentication" if missing else
@@ -647,6 +642,9 @@ class FakeGitHub:
         except _Invalid as e:
             self.remaining -= 1
             return self._error(422, f"Validation Failed: {e}")
+        except _Empty:
+            self.remaining -= 1
+            return self._error(409, "Git Repository is empty.")
         body = json.dumps(value).encode()
         if kind == "malformed":
             body = body[: max(1, len(body) // 2)]
@@ -704,6 +702,8 @@ class FakeGitHub:
                 return self._page(f"/repositories/{repo.id}/issues", query,
                                   self._issues(repo, query),
                                   lambda i: self.render_issue(repo, i))
+            if not repo.commits:
+                raise _Empty()
             return self._page(f"/repositories/{repo.id}/commits", query,
                               self._commits(repo, query),
                               lambda c: self.render_commit(repo, c))
@@ -763,12 +763,20 @@ class FakeGitHub:
         return 200, [render(item) for item in chunk], link
 
 
+_MESSAGES = {400: "Problems parsing JSON", 401: "Bad credentials", 403: "Forbidden",
+             404: "Not Found", 422: "Validation Failed"}
+
+
 class _NotFound(Exception):
     pass
 
 
 class _Invalid(Exception):
     pass
+
+
+class _Empty(Exception):
+    """A repository without commits: GitHub answers its commits with 409."""
 
 
 def _abort(request: Request) -> None:

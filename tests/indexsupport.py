@@ -229,8 +229,9 @@ class APIClient:
         headers = {"Host": f"127.0.0.1:{PORT}", "X-Backend-Token": TOKEN,
                    "Content-Type": "application/json"}
         data = None if body is None else json.dumps(body).encode("utf-8")
-        d = self.client.request(method, f"http://127.0.0.1:{PORT}{path}", headers=headers,
-                                data=data, params=params)
+        url = f"http://127.0.0.1:{PORT}{path}"
+        d = self.client.request(  # type: ignore[attr-defined]
+            method, url, headers=headers, data=data, params=params)
         self.client.flush()
         response = self.case.successResultOf(d)
         content = self.case.successResultOf(response.content())

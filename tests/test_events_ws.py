@@ -27,7 +27,7 @@ from enttok.events.websocket import (
 )
 from enttok.jobs.context import JobContext
 from enttok.jobs.engine import PROGRESS_INTERVAL
-from enttok.jobs.model import Job
+from enttok.jobs.model import TERMINAL, Job
 from enttok.jobs.registry import JobType
 from enttok.service import from_config
 from enttok.store import Database
@@ -307,6 +307,12 @@ class StreamTests(DaemonCase):
         db = Database(self.config.db_path, run_inline)
         db.open()
         self.addCleanup(db.close)
+        # The daemon records the terminal status on its database thread: wait for it.
+        for _ in range(100):
+            job = store.get_job(db.connection, first)
+            if job is not None and job.status in TERMINAL:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
         self.assertEqual(store.prune_finished(db.connection, "9999-01-01T00:00:00Z")[0], 1)
         self.assertEqual(store.pruned_through(db.connection), watcher.messages[-1]["seq"])
 

@@ -7,13 +7,13 @@ is exact and no test sleeps for real longer than a few milliseconds at a time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -80,8 +80,9 @@ class ClientTestCase(TestCase):
         self.http = HTTPClient(Agent(reactor, pool=pool))
         self.client = self.make_client(TOKEN)
         self.log: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(self.log.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.log.append)
+        observer = cast(ILogObserver, self.log.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
 
     def make_client(self, token: str | None) -> GitHubClient:
         return GitHubClient(self.http, self.clock, self.fake.base_url, token,
@@ -96,27 +97,24 @@ class ClientTestCase(TestCase):
         return sorted(round(c.getTime() - self.clock.seconds(), 6)
                       for c in self.clock.getDelayedCalls())
 
-    @inlineCallbacks
-    def sleep_through(self, seconds: float, requests: int) -> Any:
+    async def sleep_through(self, seconds: float, requests: int) -> Any:
         """Wait until C{requests} were made and the client sleeps C{seconds}; advance."""
-        yield wait_until(reactor, lambda: (len(self.fake.requests) == requests
+        await wait_until(reactor, lambda: (len(self.fake.requests) == requests
                                            and self.pending() == [seconds]),
                          what=f"request {requests} then a {seconds} s sleep "
                               f"(timers: {self.pending()})")
         self.clock.advance(seconds)
 
-    @inlineCallbacks
-    def github_error(self, d: Deferred[Any], code: str) -> Any:
-        error = yield self.assertFailure(d, GitHubError)
+    async def github_error(self, d: Deferred[Any], code: str) -> Any:
+        error = await self.assertFailure(d, GitHubError)
         self.assertEqual(error.code, code, error.message)
         self.assertNotIn(TOKEN, str(error))
         return error
 
 
 class ResponseTests(ClientTestCase):
-    @inlineCallbacks
-    def test_json_page_with_etag_and_link(self) -> None:
-        page: Page = yield self.client.get(self.issues_url())
+    async def test_json_page_with_etag_and_link(self) -> None:
+        page: Page = await self.client.get(self.issues_url())
         self.assertEqual(page.status, 200)
         self.assertEqual([i["number"] for i in page.data], [5, 4])
         self.assertEqual(page.data[0]["user"]["login"], "octo")
@@ -135,72 +133,64 @@ class ResponseTests(ClientTestCase):
         self.assertTrue(request.headers["user-agent"].startswith("enttok/"))
         self.assertNotIn("if-none-match", request.headers)
 
-    @inlineCallbacks
-    def test_following_links_reads_every_page(self) -> None:
+    async def test_following_links_reads_every_page(self) -> None:
         numbers: list[int] = []
         url: str | None = self.issues_url()
         while url is not None:
-            page = yield self.client.get(url)
+            page = await self.client.get(url)
             numbers += [i["number"] for i in page.data]
             url = page.next_url
         self.assertEqual(numbers, [5, 4, 3, 2, 1])
         self.assertEqual([r.query.get("page") for r in self.fake.requests], [None, "2", "3"])
 
-    @inlineCallbacks
-    def test_if_none_match_gives_304(self) -> None:
-        first = yield self.client.get(self.issues_url())
-        second = yield self.client.get(self.issues_url(), first.etag)
+    async def test_if_none_match_gives_304(self) -> None:
+        first = await self.client.get(self.issues_url())
+        second = await self.client.get(self.issues_url(), first.etag)
         self.assertEqual((second.status, second.data, second.next_url), (304, None, None))
         self.assertEqual(second.etag, first.etag)
         self.assertEqual(self.fake.requests[1].headers["if-none-match"], first.etag)
         # A 304 costs nothing against the rate limit.
         self.assertEqual((second.remaining, self.fake.remaining), (4999, 4999))
         self.fake.add_issue("octo/alpha", START)
-        third = yield self.client.get(self.issues_url(), first.etag)
+        third = await self.client.get(self.issues_url(), first.etag)
         self.assertEqual(third.status, 200)
         self.assertNotEqual(third.etag, first.etag)
 
-    @inlineCallbacks
-    def test_enterprise_prefix(self) -> None:
+    async def test_enterprise_prefix(self) -> None:
         self.fake.prefix = "/api/v3"
         client = self.make_client(TOKEN)
         self.assertTrue(client.base_url.endswith("/api/v3"))
-        page = yield client.get(client.url("/user"))
+        page = await client.get(client.url("/user"))
         self.assertEqual(page.data["login"], "octo")
         self.assertEqual(self.fake.requests[0].path, "/api/v3/user")
 
 
 class ErrorTests(ClientTestCase):
-    @inlineCallbacks
-    def test_wrong_token(self) -> None:
-        error = yield self.github_error(self.make_client("not-the-token").get(
+    async def test_wrong_token(self) -> None:
+        error = await self.github_error(self.make_client("not-the-token").get(
             self.issues_url()), "github_auth")
         self.assertEqual(error.status, 401)
         self.assertEqual(len(self.fake.requests), 1)  # never retried
         self.assertFalse(self.fake.requests[0].authorized)
 
-    @inlineCallbacks
-    def test_missing_token(self) -> None:
-        yield self.github_error(self.make_client(None).get(self.issues_url()), "github_auth")
+    async def test_missing_token(self) -> None:
+        await self.github_error(self.make_client(None).get(self.issues_url()), "github_auth")
         self.assertNotIn("authorization", self.fake.requests[0].headers)
 
-    @inlineCallbacks
-    def test_not_found(self) -> None:
-        error = yield self.github_error(
+    async def test_not_found(self) -> None:
+        error = await self.github_error(
             self.client.get(self.client.url("/repos/octo/missing/issues")), "github_not_found")
         self.assertIn("/repos/octo/missing/issues", error.message)
         self.assertEqual(len(self.fake.requests), 1)
 
-    @inlineCallbacks
-    def test_malformed_json(self) -> None:
+    async def test_malformed_json(self) -> None:
         self.fake.add_fault("malformed")
-        yield self.github_error(self.client.get(self.issues_url()), "github_bad_response")
+        await self.github_error(self.client.get(self.issues_url()), "github_bad_response")
         self.assertEqual(len(self.fake.requests), 1)
 
-    @inlineCallbacks
-    def test_forbidden_without_rate_limit_is_final(self) -> None:
+    async def test_forbidden_without_rate_limit_is_final(self) -> None:
         self.fake.fail(status=403)
-        error = yield self.github_error(self.client.get(self.issues_url()), "github_error")
+        error = await self.github_error(self.client.get(self.issues_url()), "github_error")
         self.assertEqual(error.status, 403)
         self.assertEqual(len(self.fake.requests), 1)
 
@@ -208,199 +198,181 @@ class ErrorTests(ClientTestCase):
         for url in ("http://127.0.0.2:9/repositories/1/issues?page=2",
                     f"https://127.0.0.1:{self.fake.port}/repositories/1/issues?page=2",
                     f"http://127.0.0.1:{self.fake.port + 1}/repositories/1/issues?page=2"):
-            error = self.assertRaises(GitHubError, self.client.get, url)
+            error = self.failureResultOf(self.client.get(url), GitHubError).value
             self.assertEqual(error.code, "github_bad_response")
         self.assertEqual(self.fake.requests, [])
 
-    @inlineCallbacks
-    def test_next_link_from_the_server_to_another_host(self) -> None:
+    async def test_next_link_from_the_server_to_another_host(self) -> None:
         self.fake.link_root = "http://evil.example:8080/api"
-        page = yield self.client.get(self.issues_url())
+        page = await self.client.get(self.issues_url())
         self.assertTrue((page.next_url or "").startswith("http://evil.example:8080/"))
-        self.assertRaises(GitHubError, self.client.get, page.next_url)
+        self.failureResultOf(self.client.get(page.next_url), GitHubError)
         self.assertEqual(len(self.fake.requests), 1)
 
 
 class RetryTests(ClientTestCase):
-    @inlineCallbacks
-    def test_server_errors_retried_with_backoff(self) -> None:
+    async def test_server_errors_retried_with_backoff(self) -> None:
         self.fake.fail(times=3, status=502)
         d = self.client.get(self.issues_url())
         # Backoff doubles (jitter fixed at 0: half of 1, 2, 4 s).
-        yield self.sleep_through(0.5, 1)
-        yield self.sleep_through(1.0, 2)
-        yield self.sleep_through(2.0, 3)
-        page = yield d
+        await self.sleep_through(0.5, 1)
+        await self.sleep_through(1.0, 2)
+        await self.sleep_through(2.0, 3)
+        page = await d
         self.assertEqual(page.status, 200)
         self.assertEqual([r.status for r in self.fake.requests], [502, 502, 502, 200])
         self.assertEqual(self.client.requests, 4)
 
-    @inlineCallbacks
-    def test_backoff_is_bounded_and_jittered(self) -> None:
+    async def test_backoff_is_bounded_and_jittered(self) -> None:
         self.patch(client_module, "BACKOFF_MAX", 3.0)
         jittery = GitHubClient(self.http, self.clock, self.fake.base_url, TOKEN,
                                jitter=lambda: 0.999)
         self.fake.fail(times=3)
         d = jittery.get(self.issues_url())
-        yield self.sleep_through(0.9995, 1)  # ceiling 1: between 0.5 and 1
-        yield self.sleep_through(1.999, 2)  # ceiling 2
-        yield self.sleep_through(2.9985, 3)  # ceiling min(4, BACKOFF_MAX)
-        page = yield d
+        await self.sleep_through(0.9995, 1)  # ceiling 1: between 0.5 and 1
+        await self.sleep_through(1.999, 2)  # ceiling 2
+        await self.sleep_through(2.9985, 3)  # ceiling min(4, BACKOFF_MAX)
+        page = await d
         self.assertEqual(page.status, 200)
 
-    @inlineCallbacks
-    def test_retries_exhausted(self) -> None:
+    async def test_retries_exhausted(self) -> None:
         self.patch(client_module, "MAX_RETRIES", 2)
         self.fake.fail(times=None, status=500)
         d = self.client.get(self.issues_url())
-        yield self.sleep_through(0.5, 1)
-        yield self.sleep_through(1.0, 2)
-        error = yield self.github_error(d, "github_unavailable")
+        await self.sleep_through(0.5, 1)
+        await self.sleep_through(1.0, 2)
+        error = await self.github_error(d, "github_unavailable")
         self.assertEqual(error.status, 500)
         self.assertEqual(len(self.fake.requests), 3)
 
-    @inlineCallbacks
-    def test_dropped_connection_retried(self) -> None:
+    async def test_dropped_connection_retried(self) -> None:
         self.fake.add_fault("drop", times=2)
         d = self.client.get(self.issues_url())
-        yield self.sleep_through(0.5, 1)
-        yield self.sleep_through(1.0, 2)
-        page = yield d
+        await self.sleep_through(0.5, 1)
+        await self.sleep_through(1.0, 2)
+        page = await d
         self.assertEqual(page.status, 200)
         self.assertEqual([r.status for r in self.fake.requests], [0, 0, 200])
 
-    @inlineCallbacks
-    def test_dropped_connections_exhaust_retries(self) -> None:
+    async def test_dropped_connections_exhaust_retries(self) -> None:
         self.patch(client_module, "MAX_RETRIES", 1)
         self.fake.add_fault("drop", times=None)
         d = self.client.get(self.issues_url())
-        yield self.sleep_through(0.5, 1)
-        error = yield self.github_error(d, "github_unavailable")
+        await self.sleep_through(0.5, 1)
+        error = await self.github_error(d, "github_unavailable")
         self.assertIn("did not answer", error.message)
 
-    @inlineCallbacks
-    def test_timeout_then_retry(self) -> None:
+    async def test_timeout_then_retry(self) -> None:
         self.fake.add_fault("hang")
         d = self.client.get(self.issues_url())
-        yield wait_until(reactor, lambda: len(self.fake.requests) == 1
+        await wait_until(reactor, lambda: len(self.fake.requests) == 1
                          and self.pending() == [REQUEST_TIMEOUT], what="the hanging request")
         self.clock.advance(REQUEST_TIMEOUT)
-        yield self.sleep_through(0.5, 1)
-        page = yield d
+        await self.sleep_through(0.5, 1)
+        page = await d
         self.assertEqual(page.status, 200)
         self.assertEqual(len(self.fake.requests), 2)
         # The client gave up on the first request by closing its connection.
-        yield wait_until(reactor, lambda: self.fake.requests[0].lost, what="the abort")
+        await wait_until(reactor, lambda: self.fake.requests[0].lost, what="the abort")
         self.assertEqual(self.fake.in_flight, 0)
 
-    @inlineCallbacks
-    def test_timeouts_exhaust_retries(self) -> None:
+    async def test_timeouts_exhaust_retries(self) -> None:
         self.patch(client_module, "MAX_RETRIES", 0)
         self.fake.add_fault("hang", times=None)
         d = self.client.get(self.issues_url())
-        yield wait_until(reactor, lambda: len(self.fake.requests) == 1,
+        await wait_until(reactor, lambda: len(self.fake.requests) == 1,
                          what="the hanging request")
         self.assertEqual(self.pending(), [REQUEST_TIMEOUT])
         self.clock.advance(REQUEST_TIMEOUT)
-        yield self.github_error(d, "github_unavailable")
+        await self.github_error(d, "github_unavailable")
         self.assertEqual(len(self.fake.requests), 1)
 
-    @inlineCallbacks
-    def test_timeout_while_connecting(self) -> None:
+    async def test_timeout_while_connecting(self) -> None:
         # Canceled before it is connected, the agent fails with DNSLookupError or
         # ConnectingCancelledError: still a timeout, to be retried.
         self.patch(client_module, "MAX_RETRIES", 0)
         d = self.client.get(self.issues_url())
         self.clock.advance(REQUEST_TIMEOUT)
-        error = yield self.github_error(d, "github_unavailable")
+        error = await self.github_error(d, "github_unavailable")
         self.assertIn("TimeoutError", error.message)
-        yield pause(reactor, 0.05)
+        await pause(reactor, 0.05)
         self.assertEqual(self.fake.requests, [])
 
-    @inlineCallbacks
-    def test_unknown_host_is_unavailable(self) -> None:
+    async def test_unknown_host_is_unavailable(self) -> None:
         # Offline, or a mistyped Enterprise host: retried, then github_unavailable.
         self.patch(client_module, "MAX_RETRIES", 0)
         client = GitHubClient(self.http, self.clock, "http://enttok-test.invalid/api/v3",
                               TOKEN)
-        error = yield self.github_error(client.get(client.url("/user")), "github_unavailable")
+        error = await self.github_error(client.get(client.url("/user")), "github_unavailable")
         self.assertIn("DNSLookupError", error.message)
 
-    @inlineCallbacks
-    def test_late_answer_after_timeout_is_ignored(self) -> None:
+    async def test_late_answer_after_timeout_is_ignored(self) -> None:
         self.patch(client_module, "MAX_RETRIES", 0)
         self.fake.add_fault("delay", seconds=0.2)
         d = self.client.get(self.issues_url())
-        yield wait_until(reactor, lambda: len(self.fake.requests) == 1, what="the slow request")
+        await wait_until(reactor, lambda: len(self.fake.requests) == 1, what="the slow request")
         self.clock.advance(REQUEST_TIMEOUT)
-        yield self.github_error(d, "github_unavailable")
-        yield pause(reactor, 0.3)  # the fake's late answer finds the connection gone
+        await self.github_error(d, "github_unavailable")
+        await pause(reactor, 0.3)  # the fake's late answer finds the connection gone
         self.assertTrue(self.fake.requests[0].lost)
 
 
 class RateLimitTests(ClientTestCase):
-    @inlineCallbacks
-    def test_retry_after_honoured(self) -> None:
+    async def test_retry_after_honoured(self) -> None:
         self.fake.add_fault("retry_after", seconds=7)
         d = self.client.get(self.issues_url())
-        yield self.sleep_through(7.0, 1)
-        page = yield d
+        await self.sleep_through(7.0, 1)
+        page = await d
         self.assertEqual(page.status, 200)
         self.assertEqual([r.status for r in self.fake.requests], [429, 200])
 
-    @inlineCallbacks
-    def test_retry_after_too_long(self) -> None:
+    async def test_retry_after_too_long(self) -> None:
         self.fake.add_fault("retry_after", seconds=client_module.MAX_RETRY_AFTER + 1)
-        error = yield self.github_error(self.client.get(self.issues_url()),
+        error = await self.github_error(self.client.get(self.issues_url()),
                                         "github_rate_limited")
         self.assertEqual(error.status, 429)
         self.assertEqual(len(self.fake.requests), 1)
 
-    @inlineCallbacks
-    def test_near_reset_waits_then_succeeds(self) -> None:
+    async def test_near_reset_waits_then_succeeds(self) -> None:
         self.fake.exhaust_rate_limit(30)
         d = self.client.get(self.issues_url())
-        yield self.sleep_through(31.0, 1)  # until the reset, and one second more
-        page = yield d
+        await self.sleep_through(31.0, 1)  # until the reset, and one second more
+        page = await d
         self.assertEqual([r.status for r in self.fake.requests], [403, 200])
         self.assertEqual(page.remaining, 4999)
         self.assertEqual(self.client.remaining, 4999)
 
-    @inlineCallbacks
-    def test_far_reset_raises_rate_limited(self) -> None:
+    async def test_far_reset_raises_rate_limited(self) -> None:
         self.fake.exhaust_rate_limit(3600)
-        error = yield self.assertFailure(self.client.get(self.issues_url()), RateLimited)
+        error: Any = await self.assertFailure(self.client.get(self.issues_url()), RateLimited)
         self.assertEqual(error.reset_at, START + 3600)
         self.assertEqual(self.client.remaining, 0)
         self.assertEqual(len(self.fake.requests), 1)
         self.assertEqual(self.pending(), [])
 
-    @inlineCallbacks
-    def test_remaining_is_tracked(self) -> None:
+    async def test_remaining_is_tracked(self) -> None:
         for expected in (4999, 4998, 4997):
-            page = yield self.client.get(self.issues_url())
+            page = await self.client.get(self.issues_url())
             self.assertEqual((page.remaining, self.client.remaining), (expected, expected))
 
 
 class ConcurrencyTests(ClientTestCase):
-    @inlineCallbacks
-    def test_at_most_four_in_flight(self) -> None:
+    async def test_at_most_four_in_flight(self) -> None:
         self.fake.add_fault("hold", times=None)
         ds = [self.client.get(self.issues_url(page=n)) for n in range(1, 11)]
-        yield wait_until(reactor, lambda: self.fake.held == MAX_IN_FLIGHT, what="4 held")
-        yield pause(reactor, 0.1)  # time for a fifth request, were one sent
+        await wait_until(reactor, lambda: self.fake.held == MAX_IN_FLIGHT, what="4 held")
+        await pause(reactor, 0.1)  # time for a fifth request, were one sent
         self.assertEqual((MAX_IN_FLIGHT, self.fake.held, len(self.fake.requests)), (4, 4, 4))
         self.fake.faults.clear()
         self.fake.release()
-        pages = yield gatherResults(ds)
+        pages = await gatherResults(ds)
         self.assertEqual([p.status for p in pages], [200] * 10)
         self.assertEqual(len(self.fake.requests), 10)
         self.assertEqual(self.fake.max_in_flight, 4)
 
 
 class SecrecyTests(ClientTestCase):
-    @inlineCallbacks
-    def test_token_never_logged_or_recorded(self) -> None:
+    async def test_token_never_logged_or_recorded(self) -> None:
         self.patch(client_module, "MAX_RETRIES", 1)
         self.fake.fail(times=None, path="/issues$")
         self.fake.add_fault("malformed", path="/user$")
@@ -410,10 +382,10 @@ class SecrecyTests(ClientTestCase):
             self.client.get(self.client.url("/repos/octo/nope/commits")),
             self.make_client(TOKEN + "-wrong").get(self.client.url("/user")),
         ]
-        yield self.sleep_through(0.5, 4)
-        errors = []
+        await self.sleep_through(0.5, 4)
+        errors: list[Any] = []
         for d in failures:
-            errors.append((yield self.assertFailure(d, GitHubError)))
+            errors.append(await self.assertFailure(d, GitHubError))
         self.assertEqual([e.code for e in errors], ["github_unavailable", "github_bad_response",
                                                     "github_not_found", "github_auth"])
         text = " ".join([*(formatEvent(e) or "" for e in self.log),

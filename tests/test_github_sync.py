@@ -22,7 +22,6 @@ from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -113,12 +112,11 @@ class SyncTestCase(TestCase):
 
     # Running and reading
 
-    @inlineCallbacks
-    def sync(self, payload: Any = None, advance: float = 0.0) -> Any:
+    async def sync(self, payload: Any = None, advance: float = 0.0) -> Any:
         """Run one sync to its end (C{advance}: engine clock seconds since the last)."""
         self.h.clock.advance(advance)
         job_id, _ = self.h.submit(self, JOB, payload)
-        yield wait_until(reactor, lambda: self.h.stored(job_id).status in TERMINAL,
+        await wait_until(reactor, lambda: self.h.stored(job_id).status in TERMINAL,
                          timeout=15, what=f"{job_id} to finish")
         job: Job = self.h.stored(job_id)
         return job
@@ -152,9 +150,8 @@ class SyncTestCase(TestCase):
 
 
 class FirstSyncTests(SyncTestCase):
-    @inlineCallbacks
-    def test_items_are_normalised(self) -> None:
-        job = yield self.sync()
+    async def test_items_are_normalised(self) -> None:
+        job = await self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["status"], "ok")
         self.assertEqual(result["repos"], ["octo/alpha", "octo/beta"])
@@ -201,9 +198,8 @@ class FirstSyncTests(SyncTestCase):
                 f"{web}/octo/beta/commit/{self.commits[3].sha}", iso(START - 3 * DAY)),
         })
 
-    @inlineCallbacks
-    def test_requests(self) -> None:
-        yield self.sync()
+    async def test_requests(self) -> None:
+        await self.sync()
         paths = [r.path for r in self.fake.requests]
         self.assertEqual(paths[0], "/users/octo/events")
         self.assertNotIn("/user", paths)
@@ -213,11 +209,10 @@ class FirstSyncTests(SyncTestCase):
         commits = [r for r in self.fake.requests if r.path == "/repos/octo/alpha/commits"]
         self.assertEqual(commits[0].query, {"author": "octo", "since": SINCE, "per_page": "100"})
         self.assertTrue(all(r.authorized for r in self.fake.requests))
-        self.assertEqual(self.fake.max_in_flight <= client_module.MAX_IN_FLIGHT, True)
+        self.assertLessEqual(self.fake.max_in_flight, client_module.MAX_IN_FLIGHT)
 
-    @inlineCallbacks
-    def test_first_sync_since(self) -> None:
-        job = yield self.sync({"since": iso(START - 3 * DAY)})
+    async def test_first_sync_since(self) -> None:
+        job = await self.sync({"since": iso(START - 3 * DAY)})
         self.assertSucceeded(job)
         issues = [r for r in self.fake.requests if r.path.endswith("/issues")]
         self.assertEqual({r.query["since"] for r in issues}, {iso(START - 3 * DAY)})
@@ -225,16 +220,15 @@ class FirstSyncTests(SyncTestCase):
 
 
 class ResyncTests(SyncTestCase):
-    @inlineCallbacks
-    def test_no_duplicates_and_conditional_requests(self) -> None:
-        yield self.sync()
+    async def test_no_duplicates_and_conditional_requests(self) -> None:
+        await self.sync()
         first = self.rows()
-        second = yield self.sync()
+        second = await self.sync()
         self.assertEqual(self.assertSucceeded(second)["items_new"], 0)
         self.assertEqual(self.rows(), first)
         # The events' first page is unchanged: a 304.
         start = len(self.fake.requests)
-        third = yield self.sync()
+        third = await self.sync()
         result = self.assertSucceeded(third)
         self.assertEqual(self.rows(), first)
         self.assertEqual(self.count(), len(first))
@@ -247,40 +241,37 @@ class ResyncTests(SyncTestCase):
         self.assertEqual((result["items_new"], result["not_modified"]), (0, len(again)))
         self.assertEqual(result["rate_limit_remaining"], self.fake.remaining)
 
-    @inlineCallbacks
-    def test_issue_updated_between_syncs(self) -> None:
-        yield self.sync()
+    async def test_issue_updated_between_syncs(self) -> None:
+        await self.sync()
         self.fake.update_issue("octo/alpha", 3, START + HOUR, closed_at=START + HOUR)
         self.fake.add_issue("octo/beta", START + HOUR, title="New one")
         self.fake.add_commit("octo/beta", START + HOUR)
-        job = yield self.sync(advance=2 * HOUR)
+        job = await self.sync(advance=2 * HOUR)
         self.assertEqual(self.assertSucceeded(job)["items_new"], 3)
         rows = self.rows()
         self.assertEqual(rows["issue_closed:octo/alpha#3"][-1], iso(START + HOUR))
         self.assertEqual(rows["issue_opened:octo/beta#2"][2:4], (2, "New one"))
         self.assertComplete()
 
-    @inlineCallbacks
-    def test_titles_survive_a_changed_events_page(self) -> None:
+    async def test_titles_survive_a_changed_events_page(self) -> None:
         # Events carry pull-request-minimal (no title): a re-read events page must
         # not blank the titles the issue lists gave.
-        yield self.sync()
+        await self.sync()
         self.fake.issues_event("octo/alpha", 4, "closed", START - DAY)
-        yield self.sync()
+        await self.sync()
         rows = self.rows()
         self.assertEqual(rows["pr_opened:octo/alpha#1"][3], "Add the thing")
         self.assertEqual(rows["pr_merged:octo/alpha#1"][3], "Add the thing")
         self.assertEqual(rows["pr_merged:octo/alpha#1"][4], "https://github.com/octo/alpha/pull/1")
         self.assertComplete()
 
-    @inlineCallbacks
-    def test_merged_pr_seen_in_events_only(self) -> None:
+    async def test_merged_pr_seen_in_events_only(self) -> None:
         # Someone else's PR that octo merged: only the closed event tells, and the
         # event does not say merged; it is still a merge, stored once.
         self.fake.add_issue("octo/beta", START - DAY, START - HOUR, START - HOUR,
                             login="someone", pull=True, merged=START - HOUR, title="Theirs")
         self.fake.pr_event("octo/beta", 2, "closed", START - HOUR)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         rows = self.rows()
         self.assertNotIn("pr_closed:octo/beta#2", rows)
@@ -310,27 +301,24 @@ class CursorTests(SyncTestCase):
                                              for i in self.gamma if i.updated_at <= cursor})
         self.assertTrue(least <= len(self.gamma_rows()) < 7, self.gamma_rows())
 
-    @inlineCallbacks
-    def test_same_updated_at_at_page_boundaries(self) -> None:
+    async def test_same_updated_at_at_page_boundaries(self) -> None:
         for n in (2, 3, 4, 5, 6):
             self.fake.update_issue("octo/gamma", n, START - 5 * DAY)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertEqual(self.cursor()["repos"]["octo/gamma"]["issues"],
                          iso(START - 5 * DAY))
         self.assertComplete()
 
-    @inlineCallbacks
-    def test_more_equal_updated_at_than_a_page(self) -> None:
+    async def test_more_equal_updated_at_than_a_page(self) -> None:
         for n in range(1, 8):
             self.fake.update_issue("octo/gamma", n, START - 5 * DAY)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
 
-    @inlineCallbacks
-    def test_issue_updated_during_pagination(self) -> None:
+    async def test_issue_updated_during_pagination(self) -> None:
         # An issue of the first page is updated while the sync reads the next one:
         # it moves to the end, and every later issue moves up one place.
         def touch(record: Recorded) -> None:
@@ -339,14 +327,13 @@ class CursorTests(SyncTestCase):
                 self.fake.update_issue("octo/gamma", 1, START + 60)
 
         self.fake.on_request = touch
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
 
-    @inlineCallbacks
-    def test_pagination_failing_half_way(self) -> None:
+    async def test_pagination_failing_half_way(self) -> None:
         self.fake.fail(times=None, path="/issues$", skip=2)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertEqual(job.status, FAILED)
         self.assertEqual(job.error["code"], "github_unavailable")
         # Two pages were committed with their cursor.
@@ -354,53 +341,50 @@ class CursorTests(SyncTestCase):
         cursor = self.cursor()["repos"]["octo/gamma"]["issues"]
         self.fake.faults.clear()
         start = len(self.fake.requests)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         resumed = [r for r in self.requests_since(start) if r.path.endswith("/issues")]
         self.assertEqual(resumed[0].query["since"], cursor)
         self.assertComplete()
 
-    @inlineCallbacks
-    def test_connection_dropped_half_way(self) -> None:
+    async def test_connection_dropped_half_way(self) -> None:
         self.fake.add_fault("drop", "/issues$", times=None, skip=1)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertEqual((job.status, job.error["code"]), (FAILED, "github_unavailable"))
         self.assertCommitted(2)
         self.fake.faults.clear()
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertComplete()
 
-    @inlineCallbacks
-    def test_cancel_between_pages(self) -> None:
+    async def test_cancel_between_pages(self) -> None:
         self.fake.add_fault("hold", "/issues$", skip=1)
         self.h.clock.advance(600)
         job_id, _ = self.h.submit(self, JOB)
-        yield wait_until(reactor, lambda: self.fake.held == 1, what="the second page")
+        await wait_until(reactor, lambda: self.fake.held == 1, what="the second page")
         canceled = self.h.engine.cancel(job_id)
         self.fake.release()
-        job = yield canceled
+        job = await canceled
         self.assertEqual(job.status, CANCELED)
         self.assertEqual(self.h.stored(job_id).status, CANCELED)
         self.assertCommitted(2)
         self.assertEqual(self.cursor()["repos"]["octo/gamma"]["issues"],
                          self.gamma[1].updated_at)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertComplete()
 
-    @inlineCallbacks
-    def test_rate_limited_mid_sync(self) -> None:
+    async def test_rate_limited_mid_sync(self) -> None:
         def exhaust(record: Recorded) -> None:
             issues = [r for r in self.fake.requests if r.path.endswith("/issues")]
             if record in issues and len(issues) == 3:
                 self.fake.exhaust_rate_limit(2 * HOUR)
 
         self.fake.on_request = exhaust
-        job = yield self.sync()
+        job = await self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["status"], "rate_limited")
         self.assertEqual(result["reset_at"], utc_iso(self.fake.reset))
@@ -408,44 +392,40 @@ class CursorTests(SyncTestCase):
         self.assertCommitted(3)
         self.fake.on_request = None
         self.fake.reset = 0  # the window is over
-        job = yield self.sync()
+        job = await self.sync()
         self.assertEqual(self.assertSucceeded(job)["status"], "ok")
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertComplete()
 
 
 class FailureTests(SyncTestCase):
-    @inlineCallbacks
-    def test_rate_limited_with_far_reset(self) -> None:
-        yield self.sync()
+    async def test_rate_limited_with_far_reset(self) -> None:
+        await self.sync()
         cursor, rows = self.cursor(), self.rows()
         self.fake.exhaust_rate_limit(HOUR)
-        job = yield self.sync()
+        job = await self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual((result["status"], result["reset_at"]),
                          ("rate_limited", utc_iso(self.fake.reset)))
         self.assertEqual((self.cursor(), self.rows()), (cursor, rows))
 
-    @inlineCallbacks
-    def test_bad_token(self) -> None:
+    async def test_bad_token(self) -> None:
         self.github["token"] = "ghp_notTheRightOne"
-        job = yield self.sync()
+        job = await self.sync()
         self.assertEqual(job.status, FAILED)
         self.assertEqual(job.error["code"], "github_auth")
         self.assertEqual(len(self.fake.requests), 1)
         self.assertEqual(self.count(), 0)
 
-    @inlineCallbacks
-    def test_no_token(self) -> None:
+    async def test_no_token(self) -> None:
         self.github["token"] = None
-        job = yield self.sync()
+        job = await self.sync()
         self.assertEqual((job.status, job.error["code"]), (FAILED, "github_auth"))
         self.assertEqual(self.fake.requests, [])
 
-    @inlineCallbacks
-    def test_missing_repository(self) -> None:
+    async def test_missing_repository(self) -> None:
         self.github["repos"] = ["octo/gone", "octo/alpha", "octo/beta"]
-        job = yield self.sync()
+        job = await self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["warnings"], ["octo/gone: not found or no access"])
         warnings = [e for e in self.h.db.connection.execute(
@@ -458,51 +438,59 @@ class FailureTests(SyncTestCase):
         self.github["repos"] = ["octo/alpha", "octo/beta"]
         self.assertComplete()
 
-    @inlineCallbacks
-    def test_malformed_json_leaves_cursor(self) -> None:
-        yield self.sync()
+    async def test_empty_repository(self) -> None:
+        # GitHub answers the commits of a repository without commits with 409.
+        self.fake.add_repo("octo/new")
+        self.fake.add_issue("octo/new", START - DAY, title="First")
+        self.github["repos"] = ["octo/new", "octo/alpha", "octo/beta"]
+        job = await self.sync()
+        self.assertEqual(self.assertSucceeded(job)["warnings"], [])
+        commits = [r for r in self.fake.requests if r.path == "/repos/octo/new/commits"]
+        self.assertEqual([r.status for r in commits], [409])
+        self.assertComplete()
+        self.assertIn("issue_opened:octo/new#1", self.rows())
+
+    async def test_malformed_json_leaves_cursor(self) -> None:
+        await self.sync()
         cursor = self.cursor()
         self.fake.add_issue("octo/alpha", START + HOUR, title="Unseen")
         self.fake.add_fault("malformed", "/repos/octo/alpha/issues$")
-        job = yield self.sync(advance=2 * HOUR)
+        job = await self.sync(advance=2 * HOUR)
         self.assertEqual(job.status, FAILED)
         self.assertEqual(job.error["code"], "github_bad_response")
         self.assertEqual(self.cursor()["repos"]["octo/alpha"], cursor["repos"]["octo/alpha"])
         self.assertNotIn("issue_opened:octo/alpha#8", self.rows())
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertIn("issue_opened:octo/alpha#8", self.rows())
 
-    @inlineCallbacks
-    def test_server_errors_retried(self) -> None:
+    async def test_server_errors_retried(self) -> None:
         self.fake.fail(times=2, path="/commits$")
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual([r.status for r in self.fake.requests].count(500), 2)
         self.assertComplete()
 
 
 class DiscoveryTests(SyncTestCase):
-    @inlineCallbacks
-    def test_repos_from_events(self) -> None:
+    async def test_repos_from_events(self) -> None:
         self.github["repos"] = []
         self.fake.add_repo("octo/quiet")
         self.fake.add_issue("octo/quiet", START - DAY)
         self.fake.push_event("octo/beta", START - 3 * DAY)
-        job = yield self.sync()
+        job = await self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["repos"], ["octo/alpha", "octo/beta"])
         self.assertNotIn("/repos/octo/quiet/issues", {r.path for r in self.fake.requests})
         self.github["repos"] = ["octo/alpha", "octo/beta"]
         self.assertComplete()
         # With the events unchanged (a 304), the repos come from the cursor.
-        job = yield self.sync()
+        job = await self.sync()
         self.assertEqual(self.assertSucceeded(job)["repos"], ["octo/alpha", "octo/beta"])
 
-    @inlineCallbacks
-    def test_username_from_user(self) -> None:
+    async def test_username_from_user(self) -> None:
         self.github["username"] = None
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.fake.requests[0].path, "/user")
         self.assertEqual(self.fake.requests[1].path, "/users/octo/events")
@@ -512,11 +500,10 @@ class DiscoveryTests(SyncTestCase):
 class EnterpriseTests(SyncTestCase):
     prefix = "/api/v3"
 
-    @inlineCallbacks
-    def test_sync_under_api_v3(self) -> None:
+    async def test_sync_under_api_v3(self) -> None:
         self.patch(sync_module, "PER_PAGE", 2)
         self.fake.add_commit("octo/alpha", START - 4 * DAY)
-        job = yield self.sync()
+        job = await self.sync()
         self.assertSucceeded(job)
         self.assertComplete()
         paths = {r.path for r in self.fake.requests}
@@ -528,18 +515,17 @@ class EnterpriseTests(SyncTestCase):
 
 
 class SecrecyTests(SyncTestCase):
-    @inlineCallbacks
-    def test_token_never_in_events_or_results(self) -> None:
+    async def test_token_never_in_events_or_results(self) -> None:
         self.github["repos"] = ["octo/alpha", "octo/gone"]
-        yield self.sync()
+        await self.sync()
         self.fake.fail(times=None, path="/commits$")
-        yield self.sync()
+        await self.sync()
         self.github["token"] = TOKEN + "x"
-        yield self.sync()
+        await self.sync()
         self.fake.faults.clear()
         self.fake.exhaust_rate_limit(HOUR)
         self.github["token"] = TOKEN
-        yield self.sync()
+        await self.sync()
         conn = self.h.db.connection
         stored = [*conn.execute("select * from jobs"), *conn.execute("select * from job_events"),
                   *conn.execute("select * from sync_state")]
@@ -656,4 +642,7 @@ class KillTests(SynchronousTestCase):
         self.assertEqual(len(stored), len(set(stored)))
         self.assertEqual({i.split(":", 1)[1] for i in stored}, expected)
         self.assertTrue(before <= set(stored))
-        self.assertNotIn(TOKEN, Path(data_dir, "twistd.log").read_text("utf-8", "replace"))
+        logs = [*Path(data_dir).glob("*.log"), *Path(data_dir, "backend", "logs").iterdir()]
+        self.assertTrue(logs)
+        for log in logs:
+            self.assertNotIn(TOKEN, log.read_text("utf-8", "replace"), log)

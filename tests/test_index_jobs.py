@@ -314,6 +314,28 @@ class UpdatePathTests(SynchronousTestCase):
         self.assertIsNone(note_row(self.h, "a.md"))
         check_consistent(self, self.index)
 
+    def test_odd_files_given_by_path(self) -> None:
+        # What the watcher or a client may name: the same rules as the scan.
+        with open(self.vault / "huge.md", "wb") as f:
+            f.truncate(MAX_FILE_BYTES + 1)
+        write(self.vault, "binary.md", b"\x00binary")
+        outside = make_vault(self, {"secret.md": "# secret"})
+        os.symlink(outside / "secret.md", self.vault / "escape.md")
+        write(self.vault, unicodedata.normalize("NFD", "한글.md"), "# 한글 노트\n\n본문\n")
+        job_id, _ = self.h.submit(self, "index.update", {"changed_paths": [
+            "huge.md", "binary.md", "escape.md", unicodedata.normalize("NFD", "한글.md"),
+            "a.md"]})
+        job = self.h.stored(job_id)
+        self.assertEqual((job.status, job.result["notes_indexed"], job.result["warnings"]),
+                         (SUCCEEDED, 2, 3))
+        self.assertEqual(sorted(r[0] for r in self.h.db.connection.execute(
+            "select path from notes")), ["a.md", "한글.md"])
+        found = warnings(self.h, job_id)
+        for name, why in [("huge.md", "too large"), ("binary.md", "binary"),
+                          ("escape.md", "outside the vault")]:
+            self.assertTrue(any(w.startswith(name + ":") and why in w for w in found), found)
+        check_consistent(self, self.index)
+
     def test_no_vault(self) -> None:
         h, _ = index_harness(self, self.vault, vault_path=lambda: None)
         e = self.assertRaises(ValidationError, h.engine.submit, "index.update",

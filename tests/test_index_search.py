@@ -268,7 +268,7 @@ class SearchAPITests(SearchCase):
         self.assertEqual(status, 200)
 
     def test_bad_queries(self) -> None:
-        cases = [({"q": ""}, "q"), ({"q": "   "}, "q"), ({}, "q"),
+        cases: list[tuple[dict[str, Any], str]] = [({"q": ""}, "q"), ({"q": "   "}, "q"), ({}, "q"),
                  ({"q": "x" * (MAX_QUERY_CHARS + 1)}, "q"),
                  ({"q": "a", "k": "0"}, "k"), ({"q": "a", "k": "101"}, "k"),
                  ({"q": "a", "k": "ten"}, "k"), ({"q": "a", "k": "-1"}, "k"),

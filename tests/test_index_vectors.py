@@ -310,7 +310,7 @@ class CrashTests(SynchronousTestCase):
                 raise Explosive("hnswlib died")
             real_add(ids, matrix)
 
-        vectors.add = add  # type: ignore[method-assign]
+        vectors.add = add  # type: ignore[method-assign, assignment]
         d = self.first.index.update(self.first.context(), str(self.vault),
                                     [f"note/{i:03d}.md" for i in range(35, 135)], [])
         self.failureResultOf(d, Explosive)

@@ -38,19 +38,26 @@ class PluginTests(SynchronousTestCase):
         self.assertFalse((REPO / "twisted" / "plugins" / "__init__.py").exists())
 
 
+#: The wheel built by the first test that needs it (one build per run).
+_built: list[Path] = []
+
+
 class WheelTests(SynchronousTestCase):
-    """Build the wheel once per test and look inside it."""
+    """Build the wheel and look inside it."""
 
     def build_wheel(self) -> Path:
         uv = shutil.which("uv")
         if uv is None:
             raise SkipTest("uv is not on PATH, so the wheel cannot be built")
+        if _built and _built[0].exists():
+            return _built[0]
         out = Path(self.mktemp()).absolute()
         result = subprocess.run([uv, "build", "--wheel", "-o", str(out)], cwd=REPO,
                                 capture_output=True, text=True, timeout=120,
                                 stdin=subprocess.DEVNULL)
         self.assertEqual(result.returncode, 0, result.stderr)
         [wheel] = out.glob("enttok-*.whl")
+        _built[:] = [wheel]
         return wheel
 
     def test_wheel_contents(self) -> None:

@@ -2,8 +2,11 @@
 // Prepares the Python backend for packaging (electron-builder copies it from the
 // repository root into resources/backend/):
 //
-//   1. `uv sync --frozen --no-dev` in the repository root: .venv/ with exactly the
-//      locked runtime dependencies (dev tools such as ruff and mypy are removed).
+//   1. `uv sync --frozen --no-dev --no-install-project` in the repository root:
+//      .venv/ with exactly the locked runtime dependencies (dev tools such as ruff
+//      and mypy are removed). The project itself is not installed: an editable
+//      install is a .pth naming this checkout's absolute path, meaningless on the
+//      user's machine; the backend runs from its copied sources (its cwd) instead.
 //   2. Regenerates Twisted's plugin cache, twisted/plugins/dropin.cache, so an
 //      installed, read-only copy never tries to write it at start-up.
 //
@@ -57,7 +60,7 @@ export function buildBackend({ repo, pluginCacheOnly = false }) {
     throw new Error(`${repo} does not look like the enttok repository (no uv.lock or enttok/)`);
   }
   if (!pluginCacheOnly) {
-    run("sync the runtime environment", "uv", ["sync", "--frozen", "--no-dev"], repo);
+    run("sync the runtime environment", "uv", ["sync", "--frozen", "--no-dev", "--no-install-project"], repo);
   }
   const python = venvPython(repo);
   if (!existsSync(python)) {

@@ -9,6 +9,7 @@ from typing import Any
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from enttok import __version__
@@ -87,6 +88,12 @@ class BackendAPI:
             d = self._settings.update(update)
         except SettingsError as e:
             raise APIError(400, "invalid_setting", e.message, {"field": e.field}) from None
+        def not_saved(failure: Failure) -> None:
+            failure.trap(OSError)
+            raise APIError(500, "settings_not_saved",
+                           f"could not save the settings: {failure.value.strerror}")
+
+        d.addErrback(not_saved)
         return d.addCallback(lambda new: json_bytes(request, public_view(new)))
 
     def _jobs(self) -> JobEngine:

@@ -26,10 +26,12 @@ def offered_subprotocols(request: IRequest) -> list[str]:
 
 
 def presented_token(request: IRequest) -> str | None:
-    """The token a request carries: the header, else a token subprotocol."""
+    """The token a request carries: the header, else (on /events only) a token subprotocol."""
     header = request.getHeader(TOKEN_HEADER)
     if header is not None:
         return header.decode("latin-1")
+    if request.path != EVENTS_PATH:
+        return None
     for proto in offered_subprotocols(request):
         if proto.startswith(TOKEN_SUBPROTOCOL_PREFIX):
             return proto[len(TOKEN_SUBPROTOCOL_PREFIX):]

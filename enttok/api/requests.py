@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError, error_body
@@ -60,6 +60,20 @@ class LimitedRequest(server.Request):
         assert transport is not None
         transport.write(head + body)
         transport.loseConnection()
+
+
+class APISite(server.Site):
+    """
+    The daemon's site: size-limited requests, no tracebacks, and an access log
+    of failures only (a line for every poll of /status would drown the log).
+    """
+
+    requestFactory = LimitedRequest
+    displayTracebacks = False
+
+    def log(self, request: http.Request) -> None:
+        if request.code >= 400:
+            super().log(request)
 
 
 def read_json(request: IRequest, required: bool = True) -> Any:

@@ -7,10 +7,12 @@ from datetime import date
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
 from enttok.api.requests import json_bytes
+from enttok.index.embedder import EmbedderUnavailable
 from enttok.index.indexer import VaultIndex
 from enttok.index.jobs import index_status
 from enttok.index.search import MODES, Searcher, SearchQuery
@@ -74,6 +76,13 @@ def parse_query(request: IRequest) -> SearchQuery:
 def search(searcher: Searcher, request: IRequest) -> Deferred[bytes]:
     query = parse_query(request)
     d: Deferred[Any] = searcher.search(query)
+
+    def unavailable(failure: Failure) -> None:
+        failure.trap(EmbedderUnavailable)
+        raise APIError(503, "model_unavailable", f"vector search is unavailable: "
+                       f"{failure.getErrorMessage()}; use mode=fts or hybrid")
+
+    d.addErrback(unavailable)
     return d.addCallback(lambda result: json_bytes(request, result))
 
 

@@ -8,6 +8,7 @@ outlives the daemon.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from enttok.index.embedder import SentenceTransformerEmbedder, read_frame, write_frame
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args()
     serve(SentenceTransformerEmbedder(args.model, args.threads))
+    # The pipe is closed: nothing is left to flush, and torch's teardown takes seconds.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import define, field
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, DeferredLock, inlineCallbacks, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -159,6 +159,8 @@ class VaultIndex:
         self.run_embed = run_embed
         self.model_path = model_path
         self._waiters: list[Deferred[None]] = []
+        #: Orders every change to the hnsw index (start-up load, batches, rebuilds).
+        self.vector_lock = DeferredLock()
 
     # The model
 
@@ -193,9 +195,12 @@ class VaultIndex:
 
     # The vector index
 
-    @inlineCallbacks
-    def prepare_vectors(self) -> Any:
+    def prepare_vectors(self) -> Deferred[Any]:
         """Load the hnsw file if it is current, else rebuild it from stored vectors."""
+        return self.vector_lock.run(self._prepare_vectors)
+
+    @inlineCallbacks
+    def _prepare_vectors(self) -> Any:
         model_id = self.model_id
         version = yield self.db.run(index_store.meta_int, index_store.VECTORS_VERSION)
         dimension = yield self.db.run(index_store.stored_dimension, model_id)
@@ -212,11 +217,14 @@ class VaultIndex:
             self.log.info("vector index loaded: {n} vectors", n=self.vectors.live_count)
             return
         self.log.info("vector index missing or stale; rebuilding from stored vectors")
-        yield self.rebuild_vectors(dimension, version)
+        yield self._rebuild_vectors(dimension, version)
+
+    def rebuild_vectors(self, dimension: int) -> Deferred[Any]:
+        """Build the hnsw index again from the vectors in SQLite (no embedding)."""
+        return self.vector_lock.run(self._rebuild_vectors, dimension)
 
     @inlineCallbacks
-    def rebuild_vectors(self, dimension: int, version: int | None = None) -> Any:
-        """Build the hnsw index again from the vectors in SQLite (no embedding)."""
+    def _rebuild_vectors(self, dimension: int, version: int | None = None) -> Any:
         import numpy as np
 
         model_id = self.model_id
@@ -304,7 +312,7 @@ class VaultIndex:
             fresh = {h: vectors[j].tobytes() for j, (h, _) in enumerate(todo)}
             result = yield ctx.track(self.db.run(index_store.store_vectors, model_id, fresh,
                                                  utc_iso(self.clock.seconds())))
-            yield ctx.track(self.run_cpu(self._follow, result))
+            yield ctx.track(self.follow(result))
             done += len(todo)
             summary["chunks_embedded"] += len(todo)
             ctx.progress(TEXT_SHARE + (1 - TEXT_SHARE) * min(1.0, done / pending),
@@ -321,20 +329,38 @@ class VaultIndex:
         summary["notes_indexed"] += len(notes)
         summary["notes_deleted"] += len(deleted)
         summary["chunks"] += sum(len(n.chunks) for n in notes)
-        yield ctx.track(self.run_cpu(self._follow, result))
+        yield ctx.track(self.follow(result))
 
-    def _follow(self, result: BatchResult) -> None:
-        """Make the hnsw index follow a committed batch (worker thread)."""
+    def follow(self, result: BatchResult) -> Deferred[None]:
+        """Make the hnsw index follow a committed batch, in commit order."""
+        return self.vector_lock.run(self._follow_locked, result)
+
+    @inlineCallbacks
+    def _follow_locked(self, result: BatchResult) -> Any:
+        total = None
+        if not self.vectors.ready or self.vectors.model_id != self.model_id:
+            total = yield self.db.run(index_store.count_live_vectors, self.model_id)
+        yield self.run_cpu(self._follow, result, total)
+
+    def _follow(self, result: BatchResult, total: int | None) -> None:
+        """
+        Apply a batch to the hnsw index (worker thread).
+
+        @param total: when the index must start afresh, the number of vectors the
+            database holds for the model: the new index is current only if this
+            batch brings all of them.
+        """
         import numpy as np
 
         vectors = self.vectors
-        if not vectors.ready or vectors.model_id != self.model_id:
+        if total is not None:
             # After a model switch the old model's vectors must not mix with the new
             # one's (nor their dimensions); the switch re-adds every chunk (a rebuild).
             if not result.added:
                 return
             dimension = len(result.added[0][1]) // 4
-            vectors.reset(self.model_id, dimension, result.version)
+            complete = total == len(result.added)
+            vectors.reset(self.model_id, dimension, result.version - 1 if complete else -2)
         vectors.delete(result.removed)
         if result.added:
             ids = [cid for cid, _ in result.added]

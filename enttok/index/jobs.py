@@ -48,7 +48,10 @@ def vault_relative(roots: tuple[str, ...], path: str) -> str:
         full = os.path.normpath(path if os.path.isabs(path) else os.path.join(root, path))
         rel = os.path.relpath(full, root)
         if rel != "." and rel != os.pardir and not rel.startswith(os.pardir + os.sep):
-            return PurePosixPath(*rel.split(os.sep)).as_posix()
+            posix = PurePosixPath(*rel.split(os.sep))
+            if posix.suffix.lower() != ".md" or any(p.startswith(".") for p in posix.parts):
+                raise ValueError(f"{path!r} is not a note (a .md file outside hidden folders)")
+            return posix.as_posix()
     raise ValueError(f"{path!r} is outside the vault")
 
 

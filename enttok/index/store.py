@@ -230,6 +230,13 @@ def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str
     return BatchResult((), tuple(pairs), version, 0)
 
 
+def count_live_vectors(conn: sqlite3.Connection, model_id: str) -> int:
+    """How many chunks have a stored vector of C{model_id}."""
+    return int(conn.execute(
+        "select count(*) from chunks c join embeddings e on e.content_hash = c.content_hash "
+        "and e.model_id = ?", (model_id,)).fetchone()[0])
+
+
 def live_vector_ids(conn: sqlite3.Connection, model_id: str) -> list[int]:
     """Chunk ids that have a stored vector of C{model_id}."""
     return [r[0] for r in conn.execute(

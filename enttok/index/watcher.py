@@ -7,6 +7,7 @@ on a worker thread.
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -134,7 +135,9 @@ class VaultWatcher(Service):
 
         if self._root is None:
             return
-        rel = os.path.relpath(path.path, self._root).replace(os.sep, "/")
+        # Twisted's inotify gives bytes paths; note paths are NFC text.
+        rel = unicodedata.normalize("NFC", os.path.relpath(os.fsdecode(path.path), self._root))
+        rel = rel.replace(os.sep, "/")
         if not _is_note(rel):
             return
         if mask & (inotify.IN_DELETE | inotify.IN_MOVED_FROM):
@@ -146,8 +149,8 @@ class VaultWatcher(Service):
 
     def _poll(self) -> Deferred[None]:
         root = self._root
-        if root is None:
-            return succeed(None)
+        if root is None or not os.path.isdir(root):
+            return succeed(None)  # an unmounted vault: keep the last snapshot
 
         def compare(new: Snapshot) -> None:
             old, self._snapshot = self._snapshot, new

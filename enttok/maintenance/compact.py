@@ -15,6 +15,7 @@ from enttok.jobs.model import utc_iso
 from enttok.jobs.registry import JobType
 from enttok.store import Database
 from enttok.store import jobs as store
+from enttok.store.db import transaction
 from enttok.validation import Field, boolean
 
 INDEX_LOCK = "index"
@@ -32,6 +33,13 @@ def _size(path: str | os.PathLike[str]) -> int:
         with contextlib.suppress(OSError):
             total += os.path.getsize(f"{path}{suffix}")
     return total
+
+
+def _prune_embeddings(conn: sqlite3.Connection) -> int:
+    """Drop stored vectors whose text no chunk has any more (of every model)."""
+    with transaction(conn):
+        return int(conn.execute("delete from embeddings where content_hash not in "
+                                "(select content_hash from chunks)").rowcount)
 
 
 def _integrity(conn: sqlite3.Connection) -> list[str]:
@@ -59,6 +67,9 @@ def compact_job(db: Database, now: Callable[[], float],
         ctx.progress(0.0, "pruning finished jobs")
         pruned_jobs, pruned_events = yield ctx.track(db.run(store.prune_finished, cutoff))
         ctx.check_canceled()
+        ctx.progress(0.1, "pruning unused embeddings")
+        pruned_vectors = yield ctx.track(db.run(_prune_embeddings))
+        ctx.check_canceled()
         if ctx.payload["analyze"]:
             ctx.progress(0.25, "analyzing")
             yield ctx.track(db.run(lambda conn: conn.execute("analyze")))
@@ -73,7 +84,8 @@ def compact_job(db: Database, now: Callable[[], float],
         if integrity != "ok":
             ctx.warn("integrity check found problems", problems=problems[:20])
         return {"integrity_check": integrity, "pruned_jobs": pruned_jobs,
-                "pruned_events": pruned_events, "analyzed": ctx.payload["analyze"],
+                "pruned_events": pruned_events, "pruned_embeddings": pruned_vectors,
+                "analyzed": ctx.payload["analyze"],
                 "vacuumed": ctx.payload["vacuum"], "size_before": before,
                 "size_after": _size(db.path)}
 

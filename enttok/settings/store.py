@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -20,13 +21,16 @@ Listener = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
 def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace C{path} with C{data}: temp file, fsync, rename, fsync of the folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -77,6 +81,14 @@ class SettingsStore:
                           aside=str(aside))
             return
         self._current = schema.load(stored)
+
+    def override(self, update: Any) -> None:
+        """
+        Apply C{update} for this run only, without saving it (command-line options).
+
+        @raise SettingsError: when the update is invalid.
+        """
+        self._current = self.validate(update)
 
     def subscribe(self, listener: Listener) -> None:
         """Call C{listener(old, new)} after every change."""

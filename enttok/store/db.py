@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +45,14 @@ def connect(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
+def _create_private(path: Path | str) -> None:
+    """Create the database file readable by its owner only (notes and tokens are private)."""
+    if str(path) == ":memory:":
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class Database:
     """
     One connection, used only through L{run}, which sends each call to the
@@ -66,6 +76,7 @@ class Database:
         @raise SchemaTooNew: when the database is newer than this code.
         @raise sqlite3.DatabaseError: when the file is not a usable database.
         """
+        _create_private(self.path)
         conn = connect(self.path)
         try:
             migrate(conn)

@@ -17,6 +17,7 @@ from attrs import frozen
 from twisted.internet.defer import (
     Deferred,
     DeferredSemaphore,
+    fail,
     inlineCallbacks,
 )
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError, TimeoutError
@@ -36,6 +37,7 @@ BACKOFF_MAX = 30.0
 #: Wait for a rate-limit reset instead of stopping when it is this near (seconds).
 WAIT_FOR_RESET = 60.0
 MAX_RETRY_AFTER = 120.0
+SECONDARY_WAIT = 60.0
 
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="([^"]+)"')
 
@@ -129,8 +131,8 @@ class GitHubClient:
         @raise RateLimited: when the primary limit is exhausted and its reset is far.
         """
         if urlsplit(url)[:2] != self._origin:
-            raise GitHubError("github_bad_response",
-                              "a pagination link pointed outside the API host")
+            return fail(GitHubError("github_bad_response",
+                                    "a pagination link pointed outside the API host"))
         return self._slots.run(self._get, url, etag)
 
     @inlineCallbacks
@@ -198,6 +200,8 @@ class GitHubClient:
                 if wait > WAIT_FOR_RESET or attempt > MAX_RETRIES:
                     raise RateLimited(reset_at)
                 return max(0.0, wait) + 1.0
+            if status == 429 and attempt <= MAX_RETRIES:
+                return SECONDARY_WAIT  # no retry-after: GitHub asks for at least a minute
             return None
         if status >= 500:
             if attempt > MAX_RETRIES:

@@ -190,7 +190,7 @@ class GitHubSync:
         """
         for event in events:
             payload = event.get("payload") if isinstance(event, dict) else None
-            if event.get("type") != "PullRequestEvent" or not isinstance(payload, dict):
+            if not isinstance(payload, dict) or event.get("type") != "PullRequestEvent":
                 continue
             pr = payload.get("pull_request") or {}
             repo = (event.get("repo") or {}).get("name")
@@ -213,11 +213,11 @@ class GitHubSync:
             yield self._issues(login, repo)
             yield self._commits(login, repo)
         except GitHubError as e:
-            if e.status != 404:
+            if e.status not in (404, 410):  # 410: issues are turned off for the repository
                 raise
             self.warnings.append(f"{repo}: not found or no access")
-            self.ctx.warn(f"GitHub repository {repo} not found or not accessible; skipped",
-                          repo=repo)
+            self.ctx.warn(f"GitHub repository {repo} not found or not accessible "
+                          f"({e.status}); skipped", repo=repo)
 
     def _issues_url(self, repo: str, since: str) -> str:
         return self.client.url(f"/repos/{repo}/issues", {
@@ -286,7 +286,12 @@ class GitHubSync:
         number = 0
         while url is not None:
             number += 1
-            page = yield self._get(url, use_etag=number == 1)
+            try:
+                page = yield self._get(url, use_etag=number == 1)
+            except GitHubError as e:
+                if e.status == 409:  # GitHub's answer for an empty repository
+                    return
+                raise
             if page.status == 304:
                 return
             if not isinstance(page.data, list):
