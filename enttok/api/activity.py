@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
-from enttok.api.requests import json_bytes
+from enttok.api.requests import json_bytes, query_arg, refuse_unknown_args
 from enttok.connectors.github import store as gh_store
 from enttok.store import Database
 
@@ -36,17 +36,8 @@ def day_bounds(first: date, last: date, zone: tzinfo) -> tuple[str, str]:
     return start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _arg(request: IRequest, name: str) -> str | None:
-    values = request.args.get(name.encode("ascii"))
-    if not values:
-        return None
-    if len(values) > 1:
-        raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
-    return values[0].decode("utf-8", "replace")
-
-
 def _day(request: IRequest, name: str) -> date | None:
-    raw = _arg(request, name)
+    raw = query_arg(request, name)
     if raw is None:
         return None
     try:
@@ -60,10 +51,7 @@ def _day(request: IRequest, name: str) -> date | None:
 
 def activity(db: Database, request: IRequest, timezone: str | None,
              today: date) -> Deferred[bytes]:
-    unknown = sorted({k.decode("utf-8", "replace") for k in request.args} - _PARAMS)
-    if unknown:
-        raise APIError(400, "invalid_query", f"unknown parameter {unknown[0]!r}",
-                       {"field": unknown[0]})
+    refuse_unknown_args(request, _PARAMS)
     day, first, last = _day(request, "date"), _day(request, "from"), _day(request, "to")
     if day is not None and (first or last):
         raise APIError(400, "invalid_query", "give date, or from/to, not both",
@@ -73,10 +61,10 @@ def activity(db: Database, request: IRequest, timezone: str | None,
     if last < first or (last - first).days >= MAX_DAYS:
         raise APIError(400, "invalid_query", f"from..to must be 1 to {MAX_DAYS} days",
                        {"field": "to"})
-    kinds = [k for k in (_arg(request, "kind") or "").split(",") if k]
+    kinds = [k for k in (query_arg(request, "kind") or "").split(",") if k]
     start, end = day_bounds(first, last, user_timezone(timezone))
-    d = db.run(gh_store.list_activity, _arg(request, "workspace_id") or "default", start, end,
-               _arg(request, "repo"), kinds)
+    d = db.run(gh_store.list_activity, query_arg(request, "workspace_id") or "default", start, end,
+               query_arg(request, "repo"), kinds)
 
     def answer(items: list[dict[str, Any]]) -> bytes:
         return json_bytes(request, {"from": first.isoformat(), "to": last.isoformat(),

@@ -17,7 +17,7 @@ from enttok.api import activity as activity_api
 from enttok.api import jobs
 from enttok.api import search as search_api
 from enttok.api.errors import APIError, install_error_handlers
-from enttok.api.requests import json_bytes, read_json
+from enttok.api.requests import json_bytes, query_arg, read_json, refuse_unknown_args
 from enttok.index.indexer import VaultIndex
 from enttok.index.search import Searcher
 from enttok.jobs.engine import JobEngine
@@ -137,7 +137,8 @@ class BackendAPI:
         if self._db is None:
             raise APIError(404, "not_found", "no such route")
         zone = activity_api.user_timezone(self._settings.get("timezone"))
-        raw = request.args.get(b"date", [b""])[0].decode("utf-8", "replace")
+        refuse_unknown_args(request, {"date"})
+        raw = query_arg(request, "date")
         try:
             day = (date.fromisoformat(raw) if raw
                    else datetime.fromtimestamp(self._clock.seconds(), zone).date()).isoformat()

@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
-from enttok.api.requests import json_bytes, read_json
+from enttok.api.requests import json_bytes, query_arg, read_json
 from enttok.jobs.engine import JobEngine, JobFinished, JobNotFound
 from enttok.jobs.model import STATUSES, Job
 from enttok.jobs.registry import UnknownJobType
@@ -23,16 +23,9 @@ def _query(request: IRequest, name: str) -> list[str]:
     return [v for raw in values for v in raw.decode("utf-8", "replace").split(",") if v]
 
 
-def _one(request: IRequest, name: str) -> str | None:
-    values = _query(request, name)
-    if len(values) > 1:
-        raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
-    return values[0] if values else None
-
-
 def _int_query(request: IRequest, name: str, default: int | None, low: int,
                high: int) -> int | None:
-    raw = _one(request, name)
+    raw = query_arg(request, name)
     if raw is None:
         return default
     # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.

@@ -95,6 +95,28 @@ def read_json(request: IRequest, required: bool = True) -> Any:
         raise APIError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
 
 
+def query_arg(request: IRequest, name: str) -> str | None:
+    """
+    One query parameter's value (C{None} when absent).
+
+    @raise APIError: 400 when it is given more than once.
+    """
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    if len(values) > 1:
+        raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
+    return values[0].decode("utf-8", "replace")
+
+
+def refuse_unknown_args(request: IRequest, known: set[str]) -> None:
+    """@raise APIError: 400 naming the first query parameter not in C{known}."""
+    unknown = sorted({k.decode("utf-8", "replace") for k in request.args} - known)
+    if unknown:
+        raise APIError(400, "invalid_query", f"unknown parameter {unknown[0]!r}",
+                       {"field": unknown[0]})
+
+
 def json_bytes(request: IRequest, value: Any, status: int = 200) -> bytes:
     """Set a JSON response on C{request} and return its encoded body."""
     request.setResponseCode(status)

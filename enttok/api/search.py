@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
-from enttok.api.requests import json_bytes
+from enttok.api.requests import json_bytes, query_arg, refuse_unknown_args
 from enttok.index.embedder import EmbedderUnavailable
 from enttok.index.indexer import VaultIndex
 from enttok.index.jobs import index_status
@@ -33,44 +33,32 @@ def _is_date(value: str) -> bool:
     return True
 
 
-def _param(request: IRequest, name: str) -> str | None:
-    values = request.args.get(name.encode("ascii"))
-    if not values:
-        return None
-    if len(values) > 1:
-        raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
-    return values[0].decode("utf-8", "replace")
-
-
 def parse_query(request: IRequest) -> SearchQuery:
     """@raise APIError: 400 naming the bad parameter."""
-    unknown = sorted({k.decode("utf-8", "replace") for k in request.args} - _PARAMS)
-    if unknown:
-        raise APIError(400, "invalid_query", f"unknown parameter {unknown[0]!r}",
-                       {"field": unknown[0]})
-    q = (_param(request, "q") or "").strip()
+    refuse_unknown_args(request, _PARAMS)
+    q = (query_arg(request, "q") or "").strip()
     if not q:
         raise APIError(400, "invalid_query", "q must not be empty", {"field": "q"})
     if len(q) > MAX_QUERY_CHARS:
         raise APIError(400, "invalid_query", f"q is longer than {MAX_QUERY_CHARS} characters",
                        {"field": "q"})
-    k_text = _param(request, "k") or "10"
+    k_text = query_arg(request, "k") or "10"
     # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
     if not (k_text.isascii() and k_text.isdigit()) or not 1 <= int(k_text) <= 100:
         raise APIError(400, "invalid_query", "k must be an integer from 1 to 100",
                        {"field": "k"})
-    mode = _param(request, "mode") or "hybrid"
+    mode = query_arg(request, "mode") or "hybrid"
     if mode not in MODES:
         raise APIError(400, "invalid_query", f"mode must be one of {', '.join(MODES)}",
                        {"field": "mode"})
     dates: dict[str, str | None] = {}
     for name in ("date_from", "date_to"):
-        value = _param(request, name)
+        value = query_arg(request, name)
         if value is not None and not _is_date(value):
             raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD", {"field": name})
         dates[name] = value
-    return SearchQuery(q=q, k=int(k_text), mode=mode, path_prefix=_param(request, "path_prefix"),
-                       tag=_param(request, "tag"), **dates)
+    return SearchQuery(q=q, k=int(k_text), mode=mode, path_prefix=query_arg(request, "path_prefix"),
+                       tag=query_arg(request, "tag"), **dates)
 
 
 def search(searcher: Searcher, request: IRequest) -> Deferred[bytes]:

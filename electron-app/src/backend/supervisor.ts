@@ -13,6 +13,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 
 import { fetchHealth } from "./health";
+import { delay, exitOf, isRunning, within } from "./processes";
 import { OutputLog } from "./outputLog";
 import { venvPython } from "./paths";
 import { type ReadyLine, parseReadyLine } from "./readyLine";
@@ -415,29 +416,4 @@ export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
       this.restartTimer = null;
     }
   }
-}
-
-function isRunning(child: ChildProcess): boolean {
-  return child.pid !== undefined && child.exitCode === null && child.signalCode === null;
-}
-
-function exitOf(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => child.once("exit", () => resolve()));
-}
-
-/** Whether `promise` settles within `ms`. */
-async function within(promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
