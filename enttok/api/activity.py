@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,13 +10,12 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
-from enttok.api.requests import json_bytes, query_arg, refuse_unknown_args
+from enttok.api.requests import json_bytes, query_arg, query_day, refuse_unknown_args
 from enttok.connectors.github import store as gh_store
 from enttok.store import Database
 
 _PARAMS = {"date", "from", "to", "repo", "kind", "workspace_id"}
 #: Python 3.11's date.fromisoformat also takes 20240501 and 2024-W18-3.
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_DAYS = 366
 
 
@@ -36,23 +34,10 @@ def day_bounds(first: date, last: date, zone: tzinfo) -> tuple[str, str]:
     return start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _day(request: IRequest, name: str) -> date | None:
-    raw = query_arg(request, name)
-    if raw is None:
-        return None
-    try:
-        if not _DATE.fullmatch(raw):
-            raise ValueError(raw)
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD",
-                       {"field": name}) from None
-
-
 def activity(db: Database, request: IRequest, timezone: str | None,
              today: date) -> Deferred[bytes]:
     refuse_unknown_args(request, _PARAMS)
-    day, first, last = _day(request, "date"), _day(request, "from"), _day(request, "to")
+    day, first, last = (query_day(request, name) for name in ("date", "from", "to"))
     if day is not None and (first or last):
         raise APIError(400, "invalid_query", "give date, or from/to, not both",
                        {"field": "date"})

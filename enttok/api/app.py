@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from klein import Klein
@@ -17,7 +17,7 @@ from enttok.api import activity as activity_api
 from enttok.api import jobs
 from enttok.api import search as search_api
 from enttok.api.errors import APIError, install_error_handlers
-from enttok.api.requests import json_bytes, query_arg, read_json, refuse_unknown_args
+from enttok.api.requests import json_bytes, query_day, read_json, refuse_unknown_args
 from enttok.index.indexer import VaultIndex
 from enttok.index.search import Searcher
 from enttok.jobs.engine import JobEngine
@@ -138,13 +138,8 @@ class BackendAPI:
             raise APIError(404, "not_found", "no such route")
         zone = activity_api.user_timezone(self._settings.get("timezone"))
         refuse_unknown_args(request, {"date"})
-        raw = query_arg(request, "date")
-        try:
-            day = (date.fromisoformat(raw) if raw
-                   else datetime.fromtimestamp(self._clock.seconds(), zone).date()).isoformat()
-        except ValueError:
-            raise APIError(400, "invalid_query", "date must be YYYY-MM-DD",
-                           {"field": "date"}) from None
+        day = (query_day(request, "date")
+               or datetime.fromtimestamp(self._clock.seconds(), zone).date()).isoformat()
 
         def answer(found: dict[str, Any] | None) -> bytes:
             if found is None:

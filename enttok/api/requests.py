@@ -1,8 +1,10 @@
-"""Reading requests: a body-size limit enforced while receiving, and JSON bodies."""
+"""Reading requests: a body-size limit enforced while receiving, JSON bodies, query values."""
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import date
 from typing import Any
 
 from twisted.web import http, server
@@ -107,6 +109,27 @@ def query_arg(request: IRequest, name: str) -> str | None:
     if len(values) > 1:
         raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
     return values[0].decode("utf-8", "replace")
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def query_day(request: IRequest, name: str) -> date | None:
+    """
+    A C{YYYY-MM-DD} query parameter (C{None} when absent).
+
+    @raise APIError: 400 unless it is exactly C{YYYY-MM-DD} and a real day.
+    """
+    raw = query_arg(request, name)
+    if raw is None:
+        return None
+    try:
+        if not _DAY.fullmatch(raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD",
+                       {"field": name}) from None
 
 
 def refuse_unknown_args(request: IRequest, known: set[str]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -11,26 +9,14 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
-from enttok.api.requests import json_bytes, query_arg, refuse_unknown_args
+from enttok.api.requests import json_bytes, query_arg, query_day, refuse_unknown_args
 from enttok.index.embedder import EmbedderUnavailable
 from enttok.index.indexer import VaultIndex
 from enttok.index.jobs import index_status
 from enttok.index.search import MODES, Searcher, SearchQuery
 from enttok.index.text import MAX_QUERY_CHARS
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PARAMS = {"q", "k", "mode", "path_prefix", "tag", "date_from", "date_to"}
-
-
-def _is_date(value: str) -> bool:
-    """Whether C{value} is a real calendar date written C{YYYY-MM-DD}."""
-    if not _DATE.fullmatch(value):
-        return False
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
 
 
 def parse_query(request: IRequest) -> SearchQuery:
@@ -53,10 +39,8 @@ def parse_query(request: IRequest) -> SearchQuery:
                        {"field": "mode"})
     dates: dict[str, str | None] = {}
     for name in ("date_from", "date_to"):
-        value = query_arg(request, name)
-        if value is not None and not _is_date(value):
-            raise APIError(400, "invalid_query", f"{name} must be YYYY-MM-DD", {"field": name})
-        dates[name] = value
+        day = query_day(request, name)
+        dates[name] = None if day is None else day.isoformat()
     return SearchQuery(q=q, k=int(k_text), mode=mode, path_prefix=query_arg(request, "path_prefix"),
                        tag=query_arg(request, "tag"), **dates)
 
