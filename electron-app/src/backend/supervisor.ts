@@ -1,5 +1,5 @@
 /**
- * Runs the Python backend (`twistd -n enttok`) as a child process: starts it on
+ * Runs the Python backend (`python -m enttok`, i.e. `twistd -n enttok`) as a child process: starts it on
  * a free port with a fresh token, waits until it answers, restarts it after a
  * crash (with backoff, within a budget), and stops it cleanly.
  *
@@ -77,8 +77,13 @@ export interface SupervisorEvents {
   failed: [FailureInfo];
 }
 
-/** twistd's module has no `__main__` guard, so `python -m twisted.scripts.twistd` does nothing. */
-const TWISTD_BOOT = "import sys; from twisted.scripts.twistd import run; sys.exit(run())";
+/**
+ * `python -m enttok ARGS` runs `twistd --nodaemon --pidfile= enttok ARGS` (the cwd,
+ * the backend folder, puts enttok/ and twisted/plugins/ on sys.path). Not
+ * `python -m twisted.scripts.twistd`: that module has no `__main__` guard, so it
+ * exits 0 at once without starting anything.
+ */
+const BACKEND_ARGS = ["-m", "enttok", "--port", "0", "--exit-on-stdin-close"];
 /** The exit status of a backend that refuses its configuration; retrying cannot help. */
 const CONFIG_ERROR_STATUS = 2;
 const HEALTH_ATTEMPTS = 3;
@@ -242,8 +247,7 @@ export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
       return;
     }
     this.log.resetRecent();
-    const args = ["-c", TWISTD_BOOT, "-n", "--pidfile=", "enttok", "--port", "0", "--exit-on-stdin-close"];
-    const child = spawn(this.python, args, {
+    const child = spawn(this.python, BACKEND_ARGS, {
       cwd: this.options.backendDir,
       env: this.backendEnv(),
       stdio: ["pipe", "pipe", "pipe"],
@@ -259,7 +263,7 @@ export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
     child.on("exit", (code, signal) => this.onExit(generation, child, code, signal));
     this.watchOutput(generation, child);
     this.readyTimer = setTimeout(() => this.onReadyTimeout(generation), this.options.readyTimeoutMs);
-    this.log.note(`started the backend (pid ${child.pid ?? "?"}): ${this.python} ${args.slice(2).join(" ")}`);
+    this.log.note(`started the backend (pid ${child.pid ?? "?"}): ${this.python} ${BACKEND_ARGS.join(" ")}`);
   }
 
   /** A clear message for a missing interpreter or folder, instead of a bare ENOENT. */
