@@ -42,7 +42,7 @@ class SchedulerCase(SynchronousTestCase):
         os.makedirs(vault)
         self.successResultOf(self.settings.update(
             {"vault_path": vault, "github": {"token": "ghp_test"}}))
-        self.scheduler = Scheduler(self.h.clock, self.h.engine, self.settings)
+        self.scheduler = Scheduler(self.h.clock, self.h.engine, self.settings, at_start=False)
 
     def start(self, engine: bool = True) -> None:
         if engine:
@@ -64,6 +64,13 @@ class IntervalTests(SchedulerCase):
     def test_nothing_at_start(self) -> None:
         self.start()
         self.assertEqual(self.counts(), Counter())
+
+    def test_scan_and_sync_once_at_start(self) -> None:
+        self.scheduler = Scheduler(self.h.clock, self.h.engine, self.settings)
+        self.start()
+        self.assertEqual(self.counts(), Counter({"vault.scan": 1, "connector.github.sync": 1}))
+        self.advance(SYNC)
+        self.assertEqual(self.counts(), Counter({"vault.scan": 1, "connector.github.sync": 2}))
 
     def test_submits_at_each_interval(self) -> None:
         self.start()
@@ -132,7 +139,7 @@ class SettingsTests(SchedulerCase):
 
     def test_off_from_the_start(self) -> None:
         self.update({"vault_scan_minutes": 0, "github_sync_minutes": 0, "compact_hours": 0})
-        self.scheduler = Scheduler(self.h.clock, self.h.engine, self.settings)
+        self.scheduler = Scheduler(self.h.clock, self.h.engine, self.settings, at_start=False)
         self.start()
         self.assertEqual(self.scheduler.status(), {"running": True, "jobs": 0})
         self.advance(2 * COMPACT, step=HOUR)

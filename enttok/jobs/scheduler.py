@@ -25,11 +25,13 @@ class Entry:
     unit: float
     #: A dotted setting that must be set for the job to be submitted.
     requires: str | None = None
+    #: Also submit once when the daemon starts (a scan catches edits made while it was off).
+    at_start: bool = False
 
 
 ENTRIES = (
-    Entry("vault.scan", "vault_scan_minutes", 60.0, "vault_path"),
-    Entry("connector.github.sync", "github_sync_minutes", 60.0, "github.token"),
+    Entry("vault.scan", "vault_scan_minutes", 60.0, "vault_path", at_start=True),
+    Entry("connector.github.sync", "github_sync_minutes", 60.0, "github.token", at_start=True),
     Entry("maintenance.compact", "compact_hours", 3600.0),
 )
 
@@ -40,7 +42,7 @@ class Scheduler(MultiService):
     log = Logger()
 
     def __init__(self, clock: IReactorTime, engine: JobEngine, settings: SettingsStore,
-                 entries: tuple[Entry, ...] = ENTRIES) -> None:
+                 entries: tuple[Entry, ...] = ENTRIES, at_start: bool = True) -> None:
         super().__init__()
         self._engine = engine
         self._settings = settings
@@ -49,7 +51,8 @@ class Scheduler(MultiService):
             if entry.job_type not in engine.registry:
                 continue
             timer = PeriodicService(clock, self._interval(entry, settings.current),
-                                    self._submitter(entry), entry.job_type)
+                                    self._submitter(entry), entry.job_type,
+                                    now=at_start and entry.at_start)
             timer.setServiceParent(self)
             self._timers[entry] = timer
         settings.subscribe(self._settings_changed)
