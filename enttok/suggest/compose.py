@@ -40,14 +40,30 @@ class Target:
     tasks: frozenset[str]
 
     def mentions(self, *needles: str | None) -> bool:
-        """Whether the note already contains any of C{needles} (case-insensitive)."""
-        lowered = self.text.lower()
-        return any(n and n.lower() in lowered for n in needles)
+        """
+        Whether the note already contains any of C{needles} (case-insensitive) as a
+        whole reference: C{o/r#1} is not in C{o/r#12}, nor C{o/r#12} in C{xo/r#12}.
+        """
+        return any(n and re.search(_NOT_AFTER_NAME + re.escape(n) + _NOT_BEFORE_NAME,
+                                   self.text, re.IGNORECASE) for n in needles)
+
+    def mentions_commit(self, sha: str) -> bool:
+        """Whether the note holds C{sha} (abbreviated or in full, e.g. in a commit URL)."""
+        return bool(sha) and re.search(rf"(?<![0-9a-z]){re.escape(sha)}", self.text,
+                                       re.IGNORECASE) is not None
 
     def links_to(self, note: Note) -> bool:
         stem = PurePosixPath(note.path).stem
-        return bool({normalize(stem), normalize(note.title),
-                     normalize(note.path.removesuffix(".md"))} & self.links)
+        # Markdown links keep the ".md" ([x](projects/Plan.md)); wikilinks usually do not.
+        return bool({normalize(stem), normalize(note.title), normalize(f"{stem}.md"),
+                     normalize(note.path), normalize(note.path.removesuffix(".md"))}
+                    & self.links)
+
+
+# Around a reference: no ASCII name character (repository names also hold . and -
+# inside; a Korean particle right after a reference, as in "o/r#12에서", is fine).
+_NOT_AFTER_NAME = r"(?<![0-9A-Za-z_.-])"
+_NOT_BEFORE_NAME = r"(?![0-9A-Za-z_]|[.-][0-9A-Za-z_])"
 
 
 @frozen
@@ -142,11 +158,15 @@ def _interaction(family: str, repo: str, number: int | None,
     elif family == "comment":
         times = f" {len(members)} times" if len(members) > 1 else ""
         verb = f"Commented{times} on" + (f" {noun}" if number is not None else "")
+    elif family == "release_published":
+        verb = "Published release"
     else:
         verb = family.replace("_", " ").capitalize()
     link = f"[#{number}]({url})" if number is not None and url else (
         f"#{number}" if number is not None else "")
-    title_part = f" *{title}*" if title else ""
+    # Without a number (a release) the title carries the link.
+    title_part = (f" *{title}*" if number is not None or not url else f" [{title}]({url})"
+                  ) if title else ""
     text = f"- {verb} {link}{title_part} in {repo}".replace("  ", " ")
     return Suggestion(_id("activity", f"{family}:{ref}"), "activity", text, _sources(members),
                       1.0, f"{len(members)} GitHub event(s) on {ref} that day")
@@ -155,15 +175,18 @@ def _interaction(family: str, repo: str, number: int | None,
 def _commits(repo: str, members: Sequence[Mapping[str, Any]], target: Target) -> Suggestion | None:
     ordered = sorted(members, key=lambda m: m["occurred_at"])
     shas = [str(m.get("id", "")).rsplit(":", 1)[-1][:7] for m in ordered]
-    if target.mentions(f"commits to {repo}", *[s for s in shas if len(s) == 7]):
-        return None
     count = len(ordered)
-    messages = [str(m["title"]) for m in ordered if m.get("title")][:MAX_COMMIT_MESSAGES]
-    more = "; …" if count > len(messages) else ""
     noun = "commit" if count == 1 else "commits"
     commit_url = str(ordered[0].get("url") or "")
     where = (f"[{repo}]({commit_url.split('/commit/')[0]}/commits)"
              if "/commit/" in commit_url else repo)
+    # The line itself names no sha: once inserted, it is found by "commits to <where>".
+    if target.mentions(f"commits to {repo}", f"commit to {repo}", f"commits to {where}",
+                       f"commit to {where}") or any(
+            target.mentions_commit(s) for s in shas if len(s) == 7):
+        return None
+    messages = [str(m["title"]) for m in ordered if m.get("title")][:MAX_COMMIT_MESSAGES]
+    more = "; …" if count > len(messages) else ""
     summary = f": {'; '.join(messages)}{more}" if messages else ""
     return Suggestion(_id("commits", repo), "commits",
                       f"- {count} {noun} to {where}{summary}", _sources(ordered), 0.9,

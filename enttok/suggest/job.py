@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from enttok.api.activity import day_bounds, user_timezone
 from enttok.connectors.github import store as gh_store
+from enttok.index.indexer import on_disk
 from enttok.index.search import Searcher, SearchQuery
 from enttok.jobs.context import JobContext, JobFailed
 from enttok.jobs.model import utc_iso
@@ -34,9 +35,10 @@ CARRY_OVER_DAYS = 7
 QUERY_CHARS = 400
 
 
-def _read_text(path: str) -> str:
+def _read_text(vault: str, rel: str) -> str:
+    """The note's text as on disk (C{""} if it cannot be read). Blocking."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(on_disk(vault, rel), encoding="utf-8", errors="replace") as f:
             return f.read()
     except OSError:
         return ""
@@ -69,14 +71,16 @@ def suggest_job(db: Database, clock: IReactorTime, searcher: Searcher,
         iso_day = day.isoformat()
         vault = current["vault_path"]
         ctx.progress(0.1, "reading the day's note")
+        # Indexed paths are NFC; a Mac may send (and keep on disk) NFD names.
+        wanted = unicodedata.normalize("NFC", ctx.payload["note_path"] or "")
         note: Note | None = yield ctx.track(db.run(
-            suggest_store.note_at, ctx.payload["note_path"]) if ctx.payload["note_path"]
+            suggest_store.note_at, wanted) if wanted
             else db.run(suggest_store.daily_note, iso_day))
-        if ctx.payload["note_path"] and note is None:
+        if wanted and note is None:
             raise JobFailed("note_not_found", f"no indexed note {ctx.payload['note_path']!r}")
         raw = ""
         if note is not None and vault:
-            raw = yield ctx.run_blocking(_read_text, os.path.join(vault, note.path))
+            raw = yield ctx.run_blocking(_read_text, vault, note.path)
         target = target_for(note.path if note else None, raw,
                             note.links if note else (),
                             [str(t.get("text", "")) for t in (note.tasks if note else ())])

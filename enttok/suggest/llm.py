@@ -44,12 +44,20 @@ def summarise(http: Any, clock: IReactorTime, config: Mapping[str, Any],
     url = f"{str(config['base_url']).rstrip('/')}/chat/completions"
     d = http.post(url, data=body.encode("utf-8"), headers=headers, reactor=clock)
     d.addCallback(lambda response: _read(response))
-    timer = clock.callLater(TIMEOUT, d.cancel)
+    expired: list[bool] = []
+
+    def expire() -> None:
+        expired.append(True)
+        d.cancel()
+
+    timer = clock.callLater(TIMEOUT, expire)
     try:
         status, raw = yield d
-    except CancelledError:
-        raise LLMUnavailable(f"no answer within {TIMEOUT:.0f} s") from None
     except Exception as e:
+        # A canceled request fails with CancelledError or, once connected, with
+        # ResponseNeverReceived: the timer says which failure was the timeout.
+        if expired or isinstance(e, CancelledError):
+            raise LLMUnavailable(f"no answer within {TIMEOUT:g} s") from None
         raise LLMUnavailable(f"request failed: {type(e).__name__}") from None
     finally:
         if timer.active():

@@ -9,8 +9,9 @@ from typing import Any
 from enttok.store.db import transaction
 from enttok.suggest.compose import Note
 
-#: File names of daily notes: C{YYYY-MM-DD.md} in any folder.
-_DAILY_GLOB = "*[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].md"
+#: File names of daily notes: C{YYYY-MM-DD.md} in any folder (the whole name: a
+#: C{Standup 2024-04-30.md} is a meeting, not a daily note).
+_DAILY_NAME = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9].md"
 
 
 def _note(row: tuple[Any, ...]) -> Note:
@@ -39,8 +40,8 @@ def daily_note(conn: sqlite3.Connection, day: str) -> Note | None:
 def daily_notes_between(conn: sqlite3.Connection, first: str, last: str) -> list[Note]:
     """Daily notes (named C{YYYY-MM-DD.md}) dated C{first}..C{last} (inclusive)."""
     rows = conn.execute(f"select {_COLUMNS} from notes where note_date between ? and ? "
-                        f"and path glob ? order by note_date desc, path",
-                        (first, last, _DAILY_GLOB)).fetchall()
+                        f"and (path glob ? or path glob ?) order by note_date desc, path",
+                        (first, last, _DAILY_NAME, f"*/{_DAILY_NAME}")).fetchall()
     return [_note(r) for r in rows]
 
 
