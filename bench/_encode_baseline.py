@@ -7,10 +7,12 @@ Runs in its own process with the environment of enttok's embedding worker
 and loads the same bundled all-MiniLM-L6-v2, the same way (C{device="cpu"}, one
 warm-up call). Then:
 
-  - C{--texts}: a JSON list of strings, encoded in one C{model.encode} call with
-    C{--batch-size}, normalised (what the indexer's chunks would cost with
-    nothing around the model), C{--repeat} times (the median is reported);
-  - C{--queries}: a JSON list of strings, each encoded alone, as a search does.
+  - C{--texts}: a JSON list of strings, encoded in one C{model.encode} call (or
+    in calls of C{--call-size} texts) with C{--batch-size}, normalised (what the
+    indexer's chunks would cost with nothing around the model), C{--repeat}
+    times (the median is reported);
+  - C{--queries}: a JSON list of strings, each encoded alone, as a search does;
+    then again with C{torch.set_num_threads(1)} (when torch uses more threads).
 
 Prints one JSON line: load wall and CPU seconds, encode wall and CPU seconds (per
 run), per-query seconds.
@@ -32,6 +34,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--queries", type=Path, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=1, help="encode the texts this often")
+    parser.add_argument("--call-size", type=int, default=0,
+                        help="texts per encode call (default 0: all in one call; the "
+                             "indexer sends 64 per call)")
     args = parser.parse_args(argv)
 
     from enttok.index.embedder import default_model_path, worker_environment
@@ -51,10 +56,13 @@ def main(argv: list[str]) -> int:
         texts = json.loads(args.texts.read_text())
         runs = []
         cpu = time.process_time()
+        size = args.call_size or len(texts) or 1
         for _ in range(args.repeat):
             wall = time.perf_counter()
-            model.encode(texts, batch_size=args.batch_size, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=False)
+            for start in range(0, len(texts), size):
+                model.encode(texts[start:start + size], batch_size=args.batch_size,
+                             normalize_embeddings=True, convert_to_numpy=True,
+                             show_progress_bar=False)
             runs.append(time.perf_counter() - wall)
         out.update(texts=len(texts), encode_seconds=sorted(runs)[len(runs) // 2],
                    encode_runs=runs, encode_cpu_seconds=(time.process_time() - cpu) / len(runs))
@@ -66,6 +74,15 @@ def main(argv: list[str]) -> int:
                          convert_to_numpy=True, show_progress_bar=False)
             latencies.append(time.perf_counter() - wall)
         out["query_seconds"] = latencies
+        if torch.get_num_threads() > 1:  # a diagnostic: the same queries on one thread
+            torch.set_num_threads(1)
+            single = []
+            for query in json.loads(args.queries.read_text()):
+                wall = time.perf_counter()
+                model.encode([query], batch_size=32, normalize_embeddings=True,
+                             convert_to_numpy=True, show_progress_bar=False)
+                single.append(time.perf_counter() - wall)
+            out["query_seconds_1_thread"] = single
     print(json.dumps(out))
     return 0
 

@@ -325,9 +325,11 @@ def bench_b(d: VaultDaemon, vault: Path, reps: int) -> None:
     after = d.request("GET", "/index/status")
     embedded = after["vectors"] - before["vectors"]
     med = statistics.median
+    sql = scan_sql_cost(d.data_dir)
     print(f"baseline bare walk: {files} notes, median {med(bare) * 1000:.0f} ms "
           f"(runs {', '.join(f'{x * 1000:.0f}' for x in bare)} ms)")
-    print(f"  enttok list_vault in this process: median {med(walker) * 1000:.0f} ms")
+    print(f"  parts of a scan, timed in this process: enttok list_vault median "
+          f"{med(walker) * 1000:.0f} ms; {sql}")
     print(f"daemon vault.scan: median {med(scans) * 1000:.0f} ms POST->succeeded "
           f"(runs {', '.join(f'{x * 1000:.0f}' for x in scans)} ms), "
           f"running->succeeded {med(runs) * 1000:.0f} ms; last result {json.dumps(result)}")
@@ -337,6 +339,20 @@ def bench_b(d: VaultDaemon, vault: Path, reps: int) -> None:
     print(f"ratio scan / bare walk: {ratio:.2f}x")
     print(f"target <= {TARGET_SCAN_RATIO:.0f}x with 0 chunks embedded: "
           f"{verdict(ratio <= TARGET_SCAN_RATIO and embedded == 0)}")
+
+
+def scan_sql_cost(data_dir: Path) -> str:
+    """Time the two queries a scan runs on the database thread (read-only copy)."""
+    from enttok.index import store as index_store
+
+    conn = read_only(db_path(data_dir))
+    try:
+        states_s, states = timed(index_store.note_states, conn)
+        stale_s, _ = timed(index_store.stale_paths, conn)
+    finally:
+        conn.close()
+    return (f"note_states ({len(states)} rows) {states_s * 1000:.0f} ms, stale_paths "
+            f"{stale_s * 1000:.0f} ms")
 
 
 # c. one edited note
@@ -494,7 +510,13 @@ def bench_d(d: VaultDaemon, queries: list[str], base: dict[str, Any]) -> None:
         conn.close()
     embed = base["query_seconds"]
     print(latency_line("baseline in-process FTS (fts_ranked, read-only connection)", fts_local))
+    slow = sorted(zip(fts_local, queries, strict=True), reverse=True)[:3]
+    print("  slowest in-process FTS queries: " + "; ".join(
+        f"{q!r} {t * 1000:.0f} ms" for t, q in slow))
     print(latency_line("baseline raw query embedding (encode of one query)", embed))
+    if "query_seconds_1_thread" in base:
+        print(latency_line("  the same with torch.set_num_threads(1)",
+                           base["query_seconds_1_thread"]))
     for mode in modes:
         print(latency_line(f"daemon /search mode={mode:6}", times[mode]))
     if degraded:
@@ -555,6 +577,11 @@ class HealthProbe:
         self._client.close()
 
 
+def last_progress(progress: list[tuple[float, float, str]], when: float) -> str:
+    latest = [text for t, _, text in progress if t <= when]
+    return latest[-1] if latest else ""
+
+
 def bench_e(vault: Path, args: argparse.Namespace) -> None:
     section(f"e. /health during index.rebuild on a fresh data folder "
             f"(model cold, stopped after {args.health_cap:.0f} s)")
@@ -580,8 +607,7 @@ def bench_e(vault: Path, args: argparse.Namespace) -> None:
     for started, latency in probe.samples:
         if not sent <= started <= ended:
             continue
-        latest = [text for t, _, text in progress if t <= started]
-        text = latest[-1] if latest else ""
+        text = last_progress(progress, started)
         phase = ("embedding" if text.startswith("embedding") else
                  "model load" if text.startswith("loading") else
                  "full text" if text.startswith(("indexing", "listing")) or not text else "other")
@@ -595,6 +621,11 @@ def bench_e(vault: Path, args: argparse.Namespace) -> None:
     for name, values in phases.items():
         if values:
             print(latency_line(f"  phase {name}", values))
+    worst = sorted((latency, started) for started, latency in probe.samples
+                   if sent <= started <= ended)[-3:]
+    print("  slowest: " + "; ".join(
+        f"{latency * 1000:.0f} ms at +{started - sent:.1f} s "
+        f"(after {last_progress(progress, started)!r})" for latency, started in reversed(worst)))
     p99 = percentile(busy, 99)
     print(f"ratio p99 busy / idle: {p99 * 1000:.1f} / {percentile(idle, 99) * 1000:.1f} ms = "
           f"{p99 / percentile(idle, 99):.1f}x")

@@ -19,7 +19,9 @@
    C{alpha * norm(bm25) + (1 - alpha) * cosine} with the BM25 side normalised by
    min-max of the query's scores or by rank (C{1 - (rank - 1) / n}); a note
    missing from a list gets 0 from it. The alphas are tuned on the same queries,
-   so the best convex row is optimistic.
+   so the best convex row is optimistic. One more row: RRF when the FTS list has
+   only chunks with every query term (no any-term fallback, which for a
+   sentence-like query matches on words such as "with" or "the").
 
 Also checks the labels: the terms of each paraphrase query that the full-text
 index finds in its target (there should be none but stop words).
@@ -114,8 +116,14 @@ def search_all(d: Any, queries: list[dict[str, Any]], k: int) -> dict[str, list[
 # Offline candidate lists and fusion
 
 
-def fts_candidates(conn: Any, text: str, depth: int) -> list[tuple[int, int, float]]:
-    """(chunk id, note id, bm25) in fts_ranked's order (lower bm25 is better)."""
+def fts_candidates(conn: Any, text: str, depth: int,
+                   fallback: bool = True) -> list[tuple[int, int, float]]:
+    """
+    (chunk id, note id, bm25) in fts_ranked's order (lower bm25 is better).
+
+    @param fallback: when no chunk has every term, take chunks with any term (as the
+        daemon does); C{False}: return nothing then.
+    """
     from enttok.index.search import BM25_WEIGHTS, SearchQuery, fts_ranked
     from enttok.index.text import fts_query, query_terms
 
@@ -129,8 +137,10 @@ def fts_candidates(conn: Any, text: str, depth: int) -> list[tuple[int, int, flo
     rows: list[tuple[int, int, float]] = []
     for any_term in (False, True):
         rows = conn.execute(sql, (fts_query(terms, any_term), depth)).fetchall()
-        if rows or len(terms) < 2:
+        if rows or len(terms) < 2 or not fallback:
             break
+    if not fallback:
+        return rows
     expected = fts_ranked(conn, SearchQuery(q=text), terms, depth)
     if [(r[0], r[1]) for r in rows] != expected:
         raise RuntimeError(f"offline FTS differs from fts_ranked for {text!r}")
@@ -207,17 +217,21 @@ def fusion_study(data_dir: Path, queries: list[dict[str, Any]], k: int,
         finally:
             embedder.close()
         lists = [(best_per_note(fts_candidates(conn, q["q"], depth)),
-                  best_per_note(vector_candidates(matrix, ids, vectors[i], depth)))
+                  best_per_note(vector_candidates(matrix, ids, vectors[i], depth)),
+                  best_per_note(fts_candidates(conn, q["q"], depth, fallback=False)))
                  for i, q in enumerate(queries)]
     finally:
         conn.close()
 
-    def named(rank: Callable[[dict[int, Any], dict[int, Any]], list[int]]) -> list[Ranking]:
-        return [[paths[n] for n in rank(f, v)] for f, v in lists]
+    def named(rank: Callable[[dict[int, Any], dict[int, Any]], list[int]],
+              fallback: bool = True) -> list[Ranking]:
+        return [[paths[n] for n in rank(f if fallback else strict, v)]
+                for f, v, strict in lists]
 
     methods = [("fts alone (same lists)", named(lambda f, v: list(f)[:k])),
                ("vector alone (exact)", named(lambda f, v: list(v)[:k])),
-               ("RRF k=60 (offline)", named(lambda f, v: rrf(f, v, k)))]
+               ("RRF k=60 (offline)", named(lambda f, v: rrf(f, v, k))),
+               ("RRF, FTS all-terms only", named(lambda f, v: rrf(f, v, k), False))]
     same = sum(a == b for a, b in zip(methods[2][1], hybrid, strict=True))
     print(f"  offline RRF top-{k} equals the daemon's hybrid answer for {same}/{len(queries)} "
           f"queries (hnswlib is approximate; ties may order differently)")
@@ -261,7 +275,7 @@ def paraphrase_overlap(data_dir: Path, queries: list[dict[str, Any]]) -> list[st
 # Report
 
 
-def report(queries: list[dict[str, Any]], results: dict[str, list[Ranking]], k: int) -> bool:
+def report(queries: list[dict[str, Any]], results: dict[str, list[Ranking]], k: int) -> None:
     scores = {mode: Scores(queries, results[mode], k) for mode in MODES}
     print(f"\nper mode ({len(queries)} queries: "
           f"{sum(q['lang'] == 'en' for q in queries)} English, "
@@ -282,16 +296,13 @@ def report(queries: list[dict[str, Any]], results: dict[str, list[Ranking]], k: 
     for i, q in enumerate(queries):
         cells = " / ".join(f"{scores[m].ndcg[i]:.2f}" for m in MODES)
         print(f"  {q['id']:16} {cells}   {q['q']}")
-    verdicts = []
     for name, keep in (("all", lambda q: True), ("en", lambda q: q["lang"] == "en"),
                        ("ko", lambda q: q["lang"] == "ko")):
         value = {m: scores[m].where(scores[m].ndcg, keep) for m in MODES}
         base = max(value["fts"], value["vector"])
-        verdicts.append(value["hybrid"] >= base)
         print(f"hybrid >= max(fts, vector) on nDCG@10 [{name}]: "
               f"{value['hybrid']:.3f} vs {base:.3f} (ratio {value['hybrid'] / base:.3f}): "
               f"{'YES' if value['hybrid'] >= base else 'NO'}")
-    return all(verdicts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         results = search_all(d, queries, args.k)
         print(f"{len(queries) * len(MODES)} searches in {time.perf_counter() - started:.1f} s")
-    ok = report(queries, results, args.k)
+    report(queries, results, args.k)
 
     print(f"\nfusion on the same candidate lists ({load_average()}):")
     methods = fusion_study(data, queries, args.k, results["hybrid"])
@@ -326,17 +337,26 @@ def main(argv: list[str] | None = None) -> int:
     for name, scores in rows:
         print(f"  {name:24} {scores.row()}")
     rrf_score = mean(rows[2][1].ndcg)
-    best_name, best = max(((n, mean(s.ndcg)) for n, s in rows[3:]), key=lambda x: x[1])
+    best_name, best = max(((n, mean(s.ndcg)) for n, s in rows[4:]), key=lambda x: x[1])
     print(f"RRF vs the best convex combination (alpha tuned on these same queries): "
           f"{rrf_score:.3f} vs {best:.3f} ({best_name}); ratio RRF / best = "
           f"{rrf_score / best:.3f}")
+
+    strict = rows[3][1]
+    for name, keep in (("all", lambda q: True), ("en", lambda q: q["lang"] == "en"),
+                       ("ko", lambda q: q["lang"] == "ko")):
+        value = strict.where(strict.ndcg, keep)
+        base = max(rows[0][1].where(rows[0][1].ndcg, keep),
+                   rows[1][1].where(rows[1][1].ndcg, keep))
+        print(f"RRF with FTS all-terms only >= max(fts, vector) [{name}]: {value:.3f} vs "
+              f"{base:.3f}: {'YES' if value >= base else 'NO'}")
 
     problems = paraphrase_overlap(data, queries)
     print(f"\nlabel check: paraphrase queries whose non-stop-word terms occur in their target: "
           f"{len(problems)}")
     for line in problems:
         print(f"  {line}")
-    return 0 if ok else 1
+    return 0
 
 
 if __name__ == "__main__":

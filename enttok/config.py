@@ -7,6 +7,7 @@ non-zero exit status.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -180,5 +181,7 @@ def load_or_create_token(path: Path) -> str:
         os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR)
         os.replace(tmp, path)
     except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # e.g. created, then the disk was full
         raise ConfigError(f"cannot write token file {str(path)!r}: {e.strerror}") from None
     return token

@@ -16,6 +16,7 @@ from twisted.logger import (
     globalLogPublisher,
 )
 from twisted.python.logfile import LogFile
+from twisted.web.http import Request, combinedLogFormatter
 from zope.interface import implementer
 
 REDACTED = "[redacted]"
@@ -29,6 +30,19 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def redacting_formatter(secrets: Callable[[], Iterable[str]]) -> Callable[[str, Request], str]:
+    """
+    Twisted's combined access-log format with every secret replaced: a client may
+    put the token in a URL or a header, and the access log reaches every log
+    observer (twistd's console log too), not only the JSON file.
+    """
+
+    def format_line(timestamp: str, request: Request) -> str:
+        return redact(combinedLogFormatter(timestamp, request), secrets())
+
+    return format_line
 
 
 def event_as_line(event: LogEvent, secrets: Iterable[str] = ()) -> str:

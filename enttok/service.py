@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,7 +33,7 @@ from enttok.jobs.engine import JobEngine
 from enttok.jobs.registry import JobRegistry, JobType
 from enttok.jobs.scheduler import Scheduler
 from enttok.lifecycle import OrderedServices, StdinWatcher, WebService, parent_watch
-from enttok.logs import JSONLogService
+from enttok.logs import JSONLogService, redacting_formatter
 from enttok.maintenance.compact import compact_job
 from enttok.periodic import PeriodicService
 from enttok.settings import SettingsStore
@@ -71,11 +72,13 @@ def open_database(reactor: Any, config: Config, parent: MultiService) -> Databas
         raise ConfigError(str(e)) from None
     except sqlite3.DatabaseError as e:
         if isinstance(e, sqlite3.OperationalError) and not _is_corruption(e):
-            raise ConfigError(f"cannot open {config.db_path}: {e}") from None
+            raise ConfigError(f"cannot open {config.db_path}: {e}{_if_full(config)}") from None
         aside = salvage(config.db_path)
-        log.warn("{path} was corrupt ({error}); moved to {aside} and started afresh, "
-                 "keeping what was readable of the jobs; the index is rebuilt from the vault",
-                 path=str(config.db_path), error=str(e), aside=str(aside))
+        # Once running, so that the JSON log (which starts with the services) has it too.
+        reactor.callWhenRunning(
+            log.warn, "{path} was corrupt ({error}); moved to {aside} and started afresh, "
+            "keeping what was readable of the jobs; the index is rebuilt from the vault",
+            path=str(config.db_path), error=str(e), aside=str(aside))
         try:
             db.open()
         except sqlite3.DatabaseError as again:
@@ -83,6 +86,15 @@ def open_database(reactor: Any, config: Config, parent: MultiService) -> Databas
         db.recovered = True
     DatabaseService(db).setServiceParent(parent)
     return db
+
+
+def _if_full(config: Config) -> str:
+    """A note when the data folder's disk is full (SQLite may only say "disk I/O error")."""
+    try:
+        free = shutil.disk_usage(config.db_path.parent).free
+    except OSError:
+        return ""
+    return " (the disk is full)" if free < 64 * 1024 else ""
 
 
 def _is_corruption(error: sqlite3.Error) -> bool:
@@ -211,7 +223,7 @@ def from_config(reactor: Any, config: Config,
     stream = EventStream(reactor, bus, db)
     guard = Guard(api.resource(), events_resource(stream), token,
                   lambda: settings.get("allowed_origins"))
-    site = APISite(guard, timeout=HTTP_TIMEOUT)
+    site = APISite(guard, timeout=HTTP_TIMEOUT, logFormatter=redacting_formatter(lambda: secrets))
     web = WebService(reactor, config.port, site, guard)
     try:
         web.bind()

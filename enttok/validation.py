@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from attrs import frozen
@@ -78,15 +78,27 @@ def array(inner: Check, max_items: int = 1000) -> Check:
 
 def absolute_path(value: Any, field: str) -> str:
     path = text(max_length=4096)(value, field)
-    expanded = Path(path).expanduser()
+    if "\x00" in path:  # no file system call accepts one
+        raise ValidationError(field, "must not contain a NUL character")
+    try:
+        expanded = Path(path).expanduser()
+    except RuntimeError:  # "~someone/..." of no such user
+        raise ValidationError(field, f"cannot expand {path.split('/')[0]!r}") from None
     if not expanded.is_absolute():
         raise ValidationError(field, "must be an absolute path")
     return str(expanded)
 
 
+def _split(url: str, field: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        raise ValidationError(field, "not a valid URL") from None
+
+
 def http_url(value: Any, field: str) -> str:
     url = text(max_length=2048)(value, field)
-    parts = urlsplit(url)
+    parts = _split(url, field)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValidationError(field, "must be an http:// or https:// URL")
     return url.rstrip("/")
@@ -96,7 +108,7 @@ def origin(value: Any, field: str) -> str:
     url = text(max_length=512)(value, field)
     if url in ("null", "file://"):
         return url
-    parts = urlsplit(url)
+    parts = _split(url, field)
     if parts.scheme not in ("http", "https", "app") or not parts.netloc or parts.path:
         raise ValidationError(field, "must be an origin like http://localhost:5173")
     return url
@@ -122,11 +134,12 @@ def timestamp(value: Any, field: str) -> str:
     raw = text(max_length=64)(value, field)
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        # OverflowError: e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC.
+        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):
         raise ValidationError(field, "expected an ISO-8601 date-time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @frozen

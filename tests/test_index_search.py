@@ -188,6 +188,17 @@ class ModeTests(SearchCase):
         self.assertTrue(self.fx.embedder.loaded)
         self.assertFalse(self.fx.search("index")["degraded"])
 
+    def test_degraded_while_the_embedder_indexes(self) -> None:
+        fts = self.fx.paths("index", mode="fts")
+        calls = self.fx.embedder.calls
+        self.fx.index.indexing_embeds = 1
+        result = self.fx.search("index")
+        self.assertTrue(result["degraded"])
+        self.assertEqual([hit["path"] for hit in result["hits"]], fts)
+        self.assertEqual(self.fx.embedder.calls, calls)  # the query was not embedded
+        self.fx.index.indexing_embeds = 0
+        self.assertFalse(self.fx.search("index")["degraded"])
+
 
 @implementer(IEmbedder)
 class BrokenEmbedder(HashingEmbedder):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 from typing import Any
 
 from klein import Klein
@@ -44,6 +46,13 @@ def render_error(request: IRequest, error: APIError) -> bytes:
     return error_body(error.code, error.message, error.details)
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether C{error} says the disk is full (SQLite's words, or the OS's)."""
+    if isinstance(error, sqlite3.OperationalError):
+        return "database or disk is full" in str(error)
+    return isinstance(error, OSError) and error.errno == errno.ENOSPC
+
+
 _WERKZEUG_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
@@ -69,6 +78,11 @@ def install_error_handlers(app: Klein) -> None:
 
     @app.handle_errors(Exception)
     def unexpected(self: Any, request: IRequest, failure: Failure) -> bytes:
+        if disk_full(failure.value):
+            log.warn("cannot answer {method} {path}: the disk is full",
+                     method=request.method, path=request.path)
+            return render_error(request, APIError(
+                507, "disk_full", "the disk that holds the data folder is full"))
         log.failure("unexpected error answering {method} {path}", failure,
                     method=request.method, path=request.path)
         return render_error(request, APIError(500, "internal", "internal error; see the log"))

@@ -77,6 +77,28 @@ class Guard(Resource):
         origin = raw.decode("latin-1")
         return origin, origin in self._allowed_origins()
 
+    @staticmethod
+    def _events_refusal(request: IRequest, origin: str | None,
+                        origin_allowed: bool) -> APIError | None:
+        """Why a request to C{/events} cannot become a WebSocket (C{None}: it can)."""
+        if origin is not None and not origin_allowed:
+            return APIError(403, "forbidden_origin",
+                            f"origin {origin!r} is not in allowed_origins")
+        # Autobahn would answer these with an HTML status page or a bodiless
+        # status line; answer them in the one error shape instead.
+        if request.method != b"GET":
+            request.setHeader(b"allow", b"GET")
+            return APIError(405, "method_not_allowed", "method not allowed on this route",
+                            {"allowed": ["GET"]})
+        if not all(v.isdigit() for v in request.args.get(b"since", [])):
+            return APIError(400, "invalid_query", "since must be a non-negative integer",
+                            {"field": "since"})
+        if b"websocket" not in (request.getHeader(b"upgrade") or b"").lower():
+            request.setHeader(b"upgrade", b"websocket")
+            return APIError(426, "upgrade_required",
+                            "/events is a WebSocket: send Upgrade: websocket")
+        return None
+
     def render(self, request: IRequest) -> bytes | int:
         origin, origin_allowed = self._origin(request)
         if origin is not None and origin_allowed:
@@ -96,8 +118,8 @@ class Guard(Resource):
             return render_error(request, APIError(
                 401, "unauthorized", "missing or wrong X-Backend-Token"))
         if request.path == EVENTS_PATH and self._events is not None:
-            if origin is not None and not origin_allowed:
-                return render_error(request, APIError(
-                    403, "forbidden_origin", f"origin {origin!r} is not in allowed_origins"))
+            refused = self._events_refusal(request, origin, origin_allowed)
+            if refused is not None:
+                return render_error(request, refused)
             return self._events.render(request)
         return self._api.render(request)

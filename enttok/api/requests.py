@@ -92,9 +92,18 @@ def read_json(request: IRequest, required: bool = True) -> Any:
     if ctype != b"application/json":
         raise APIError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+        value = json.loads(body)
+        # JSON may escape a lone UTF-16 surrogate ("\\ud800"), which no UTF-8 text
+        # (a database row, a file name, a response) can hold.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise APIError(400, "malformed_json", "the body is nested too deeply") from None
+    except UnicodeEncodeError:  # before ValueError, of which it is one
+        raise APIError(400, "malformed_json", "the body holds an unpaired UTF-16 "
+                       "surrogate (\\ud800-\\udfff)") from None
+    except ValueError as e:
         raise APIError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
+    return value
 
 
 def query_arg(request: IRequest, name: str) -> str | None:

@@ -159,6 +159,8 @@ class VaultIndex:
         self.run_embed = run_embed
         self.model_path = model_path
         self._waiters: list[Deferred[None]] = []
+        #: Indexing batches being embedded now: a query would queue behind them.
+        self.indexing_embeds = 0
         #: Orders every change to the hnsw index (start-up load, batches, rebuilds).
         self.vector_lock = DeferredLock()
 
@@ -308,7 +310,11 @@ class VaultIndex:
                                                EMBED_BATCH))
             if not todo:
                 break
-            vectors = yield ctx.track(self.embed([embed_text for _, embed_text in todo]))
+            self.indexing_embeds += 1
+            try:
+                vectors = yield ctx.track(self.embed([embed_text for _, embed_text in todo]))
+            finally:
+                self.indexing_embeds -= 1
             fresh = {h: vectors[j].tobytes() for j, (h, _) in enumerate(todo)}
             result = yield ctx.track(self.db.run(index_store.store_vectors, model_id, fresh,
                                                  utc_iso(self.clock.seconds())))
@@ -368,8 +374,11 @@ class VaultIndex:
             vectors.add(ids, matrix.reshape(len(ids), vectors.dimension))
         if vectors.version == result.version - 1:
             vectors.version = result.version
-        else:
+        elif vectors.version < result.version:
             vectors.version = -1  # out of step: rebuilt at next start
+        # Else the index was rebuilt from the database after this batch was committed
+        # (start-up runs while jobs do): it holds the batch already, and replaying
+        # the batches in commit order leaves it as it was.
 
     def vault_root(self, configured: str | None) -> str:
         """The vault folder, or a L{ValueError} saying why there is none."""

@@ -43,6 +43,8 @@ def vault_relative(roots: tuple[str, ...], path: str) -> str:
     @param roots: the vault folder as configured and as its real path.
     @raise ValueError: when it points outside the vault.
     """
+    if "\x00" in path:  # no file system call accepts one
+        raise ValueError(f"{path!r} contains a NUL character")
     path = unicodedata.normalize("NFC", path)
     for root in roots:
         full = os.path.normpath(path if os.path.isabs(path) else os.path.join(root, path))

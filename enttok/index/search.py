@@ -142,6 +142,10 @@ class Searcher:
             degraded = True
             index.load_model().addErrback(
                 lambda f: log.failure("loading the embedding model failed", f))
+        elif mode == "hybrid" and index.indexing_embeds:
+            # The embedder is busy with an indexing batch (up to seconds on two
+            # cores): answer from full text now rather than queue behind it.
+            degraded = True
         use_fts = mode == "fts" or mode == "hybrid"
         use_vectors = mode == "vector" or (mode == "hybrid" and not degraded)
         fts: dict[int, tuple[int, int]] = {}

@@ -65,6 +65,13 @@ def salvage(path: Path) -> Path:
         except sqlite3.Error:
             return aside
         try:
+            # Tolerate damaged schema entries (say, one index's): without this,
+            # SQLite refuses every query, even of the tables that are intact.
+            old.execute("pragma writable_schema = on")
+        except sqlite3.Error:
+            old.close()
+            return aside
+        try:
             for table in KEPT_TABLES:
                 try:
                     copied = _copy_table(old, fresh, table)

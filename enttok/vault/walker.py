@@ -73,7 +73,7 @@ def walk_vault(root: str | os.PathLike[str], should_stop: Callable[[], bool] = l
             if not rel_dir:
                 raise
             yield WalkWarning(rel_dir, f"cannot read folder: {e.strerror or e}")
-            continue
+            listed = []  # and go on: symlinked folders may still be waiting below
         subdirs: list[tuple[str, str]] = []
         previous = None
         for name, entry in listed:
@@ -90,7 +90,12 @@ def walk_vault(root: str | os.PathLike[str], should_stop: Callable[[], bool] = l
         # real paths and a link to a folder already walked is not followed.
         while not pending and walk.linked:
             rel_link, abs_link = walk.linked.pop(0)
-            if walk.first_visit(abs_link):
+            try:
+                first = walk.first_visit(abs_link)
+            except OSError as e:  # the linked folder went away meanwhile
+                yield WalkWarning(rel_link, f"cannot read folder: {e.strerror or e}")
+                continue
+            if first:
                 pending.append((rel_link, abs_link))
 
 

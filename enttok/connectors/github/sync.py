@@ -62,6 +62,7 @@ class GitHubSync:
         self.pages = 0
         self.not_modified = 0
         self.warnings: list[str] = []
+        self.events_etag: tuple[str, str] | None = None
 
     def _now(self) -> str:
         return utc_iso(self.clock.seconds())
@@ -99,6 +100,10 @@ class GitHubSync:
                 for ok, value in results:
                     if not ok:
                         value.raiseException()
+            if self.events_etag is not None:
+                # Kept only now: the events also name the repositories to sync, and a
+                # 304 after an interrupted run would hide those not synced yet.
+                yield self._save([], etags=[self.events_etag])
         except RateLimited as e:
             return self._result("rate_limited", reset_at=utc_iso(e.reset_at))
         except GitHubError as e:
@@ -127,18 +132,27 @@ class GitHubSync:
     def _get(self, url: str, use_etag: bool = True) -> Any:
         """One page, conditional on the stored ETag; C{None} data means 304."""
         self.ctx.check_canceled()
-        etag = (yield self.ctx.track(self.db.run(gh_store.get_etag, url))) if use_etag else None
+        etag = (yield self.ctx.track(self.db.run(gh_store.get_etag, self._cache_key(url)))
+                ) if use_etag else None
         page: Page = yield self.ctx.track(self.client.get(url, etag))
         self.pages += 1
         if page.status == 304:
             self.not_modified += 1
         return page
 
+    def _cache_key(self, url: str) -> str:
+        """
+        Where the ETag of C{url} is kept: per workspace, like the items it stands
+        for (a 304 says "what you stored is current", true only of this workspace).
+        """
+        return f"{self.connector} {url}"
+
     def _save(self, items: list[ActivityItem], cursor: dict[str, Any] | None = None,
               etags: list[tuple[str, str]] | None = None) -> Any:
+        validators = [(self._cache_key(url), etag) for url, etag in etags or []]
         d = self.ctx.track(self.db.run(gh_store.save, self.workspace, items, self._now(),
                                        self.connector if cursor is not None else None, cursor,
-                                       etags or []))
+                                       validators))
 
         def count(new: int) -> None:
             self.saved += new
@@ -171,9 +185,11 @@ class GitHubSync:
             yield self._complete_closed_pulls(page.data)
             items = [item for event in page.data for item in from_event(event)]
             last = page.next_url is None or number == MAX_EVENT_PAGES - 1
-            # The first page's ETag is kept only once every page is stored.
-            etags = [(first_url, first_etag)] if last and first_etag else []
-            yield self._save(items, etags=etags)
+            # The first page's ETag is kept only once every page (and every
+            # repository they name) is stored: see run().
+            if last and first_etag:
+                self.events_etag = (first_url, first_etag)
+            yield self._save(items)
             self._progress(0.05, f"events page {number + 1}")
             if last or page.next_url is None:
                 break
