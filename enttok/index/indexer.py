@@ -35,6 +35,8 @@ BATCH_NOTES = 32
 EMBED_BATCH = 64
 #: The share of an update's progress bar given to full text (the rest: embedding).
 TEXT_SHARE = 0.3
+#: An update that changed this many chunks saves the hnsw file at once.
+SAVE_AFTER_CHANGES = 1000
 MAX_FILE_BYTES = 5 * 1024 * 1024
 VECTOR_PAGE = 4096
 
@@ -286,30 +288,33 @@ class VaultIndex:
                          f"indexing {done}/{total} notes ({summary['chunks']} chunks)")
         yield self._embed_pending(ctx, summary)
         yield ctx.track(self.run_cpu(self.vectors.compact_if_needed))
-        yield ctx.track(self.save_vectors())
+        if summary["chunks"] + summary["chunks_embedded"] >= SAVE_AFTER_CHANGES:
+            # Small updates are saved by the periodic saver: rewriting a 100 MB
+            # file would cost more than the update (a crash before it costs a rebuild
+            # from stored vectors at the next start, not lost data).
+            yield ctx.track(self.save_vectors())
         return summary
 
     @inlineCallbacks
     def _embed_pending(self, ctx: JobContext, summary: dict[str, int]) -> Any:
         """Embed every chunk that has no vector for the current model."""
         model_id = self.model_id
-        pending = yield ctx.track(self.db.run(index_store.count_without_vectors, model_id))
-        if not pending:
+        # Usually just what this job wrote; more after a crash between the two phases.
+        pending = max(summary["vectors_pending"], 1)
+        todo = yield ctx.track(self.db.run(index_store.chunks_without_vectors, model_id,
+                                           EMBED_BATCH))
+        if not todo:
+            summary["vectors_pending"] = 0
             return
         ctx.progress(TEXT_SHARE, f"loading the embedding model for {pending} chunks")
         try:
             yield ctx.track(self.load_model())
         except EmbedderUnavailable as e:
             ctx.warn(f"vectors skipped: {e}")
-            summary["vectors_pending"] = pending
             return
         done = 0
-        while True:
+        while todo:
             ctx.check_canceled()
-            todo = yield ctx.track(self.db.run(index_store.chunks_without_vectors, model_id,
-                                               EMBED_BATCH))
-            if not todo:
-                break
             self.indexing_embeds += 1
             try:
                 vectors = yield ctx.track(self.embed([embed_text for _, embed_text in todo]))
@@ -321,8 +326,12 @@ class VaultIndex:
             yield ctx.track(self.follow(result))
             done += len(todo)
             summary["chunks_embedded"] += len(todo)
+            pending = max(pending, done)
             ctx.progress(TEXT_SHARE + (1 - TEXT_SHARE) * min(1.0, done / pending),
                          f"embedding {done}/{pending} chunks")
+            todo = yield ctx.track(self.db.run(index_store.chunks_without_vectors, model_id,
+                                               EMBED_BATCH))
+        summary["vectors_pending"] = 0
 
     @inlineCallbacks
     def _apply(self, ctx: JobContext, notes: list[NoteUpdate], deleted: list[str],
@@ -335,6 +344,7 @@ class VaultIndex:
         summary["notes_indexed"] += len(notes)
         summary["notes_deleted"] += len(deleted)
         summary["chunks"] += sum(len(n.chunks) for n in notes)
+        summary["vectors_pending"] += result.pending_vectors
         yield ctx.track(self.follow(result))
 
     def follow(self, result: BatchResult) -> Deferred[None]:

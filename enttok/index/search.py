@@ -150,13 +150,17 @@ class Searcher:
         use_vectors = mode == "vector" or (mode == "hybrid" and not degraded)
         fts: dict[int, tuple[int, int]] = {}
         vector: dict[int, tuple[int, int]] = {}
+        # The query's embedding (embedder thread) and the full-text search (database
+        # thread) run at the same time.
+        embedding = None
+        if use_vectors:
+            embedding = index.load_model().addCallback(lambda _: index.embed([query.q]))
         if use_fts and terms:
             ranked = yield index.db.run(fts_ranked, query, terms, depth)
             fts = best_per_note(ranked)
-        if use_vectors:
-            yield index.load_model()
+        if embedding is not None:
             allowed = yield index.db.run(allowed_chunks, query)
-            vectors = yield index.embed([query.q])
+            vectors = yield embedding
             found = []
             if self._vectors_current():
                 found = yield index.run_cpu(index.vectors.query, vectors[0], depth,

@@ -194,23 +194,19 @@ def _vectors(conn: sqlite3.Connection, hashes: Sequence[str], model_id: str) -> 
     return found
 
 
-def count_without_vectors(conn: sqlite3.Connection, model_id: str) -> int:
-    """Distinct chunk texts with no vector for C{model_id}."""
-    return int(conn.execute(
-        "select count(distinct c.content_hash) from chunks c left join embeddings e "
-        "on e.content_hash = c.content_hash and e.model_id = ? where e.content_hash is null",
-        (model_id,)).fetchone()[0])
-
-
 def chunks_without_vectors(conn: sqlite3.Connection, model_id: str,
                            limit: int) -> list[tuple[str, str]]:
-    """Up to C{limit} distinct (hash, text to embed) lacking a C{model_id} vector."""
+    """
+    Up to C{limit} (hash, text to embed) lacking a C{model_id} vector, distinct.
+
+    No grouping or sorting: the scan stops at the first C{limit} rows, and when
+    nothing is missing it costs one index probe per chunk.
+    """
     rows = conn.execute(
-        "select c.content_hash, min(c.embed_text) from chunks c "
-        "left join embeddings e on e.content_hash = c.content_hash and e.model_id = ? "
-        "where e.content_hash is null group by c.content_hash order by min(c.chunk_id) "
-        "limit ?", (model_id, limit)).fetchall()
-    return [(r[0], r[1]) for r in rows]
+        "select c.content_hash, c.embed_text from chunks c where not exists "
+        "(select 1 from embeddings e where e.content_hash = c.content_hash "
+        "and e.model_id = ?) limit ?", (model_id, limit * 4)).fetchall()
+    return list(dict.fromkeys((r[0], r[1]) for r in rows))[:limit]
 
 
 def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str, bytes],
