@@ -14,17 +14,21 @@ Each measurement prints its baseline from the same run and the ratio:
      environment (bench/_encode_baseline.py). Target >= 0.85.
   b. C{vault.scan} of the unchanged vault (POST to end seen on /events),
      against a bare C{os.scandir} + C{stat} walk of the same tree in this
-     process. Target <= 3x, and no C{index.update} (0 chunks embedded).
+     process (interleaved, medians of 5). Target <= 3x, and no C{index.update}
+     (0 chunks embedded). The scan's parts are also timed here.
   c. one note edited (a task line inserted in its middle): C{index.update} of
-     it with the model loaded, against raw encoding of the chunks that changed.
-     Target < 1 s. The note is then restored (that update must embed nothing).
+     it with the model loaded, against raw encoding of the chunks that changed
+     (median of 5). Three edits, each restored with its mtime (the restoring
+     update must embed nothing). Target < 1 s. Then the whole-index work an
+     update may repeat (SQL over all chunks, saving the hnsw file) is timed here.
   d. C{GET /search} p50/p99 for 200 generated queries (hybrid, query embedding
      included; fts and vector shown too), against the in-process FTS query
      (C{enttok.index.search.fts_ranked} on a read-only connection) and the raw
      query embedding. Targets p50 < 30 ms, p99 < 100 ms (hybrid).
   e. C{GET /health} latency while C{index.rebuild} runs on a fresh data folder
      (FTS, model cold load, embedding; stopped after C{--health-cap} s),
-     against idle C{/health} just before. Target p99 < 100 ms.
+     against idle C{/health} just before; per phase, with the slowest samples.
+     Target p99 < 100 ms.
 
 b, c and d run on an index built once and cached (keyed by size and seed). For
 C{--vectors model} its vectors come from the real model; C{--vectors hashing}

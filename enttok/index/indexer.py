@@ -268,7 +268,8 @@ class VaultIndex:
         summary = {"notes_indexed": 0, "notes_deleted": 0, "notes_unchanged": 0,
                    "chunks": 0, "chunks_embedded": 0, "vectors_pending": 0, "warnings": 0}
         total = len(changed)
-        yield self._apply(ctx, [], list(deleted), summary)
+        written: list[str] = []
+        yield self._apply(ctx, [], list(deleted), summary, written)
         for start in range(0, total, BATCH_NOTES):
             ctx.check_canceled()
             batch = list(changed[start:start + BATCH_NOTES])
@@ -282,11 +283,11 @@ class VaultIndex:
                 yield ctx.track(self.db.run(index_store.touch_notes, prepared.unchanged))
             summary["notes_unchanged"] += len(prepared.unchanged)
             gone = [p for p in prepared.vanished if p in known]
-            yield self._apply(ctx, prepared.notes, gone, summary)
+            yield self._apply(ctx, prepared.notes, gone, summary, written)
             done = min(total, start + BATCH_NOTES)
             ctx.progress(TEXT_SHARE * done / total,
                          f"indexing {done}/{total} notes ({summary['chunks']} chunks)")
-        yield self._embed_pending(ctx, summary)
+        yield self._embed_pending(ctx, summary, written)
         yield ctx.track(self.run_cpu(self.vectors.compact_if_needed))
         if summary["chunks"] + summary["chunks_embedded"] >= SAVE_AFTER_CHANGES:
             # Small updates are saved by the periodic saver: rewriting a 100 MB
@@ -296,25 +297,40 @@ class VaultIndex:
         return summary
 
     @inlineCallbacks
-    def _embed_pending(self, ctx: JobContext, summary: dict[str, int]) -> Any:
-        """Embed every chunk that has no vector for the current model."""
+    def _embed_pending(self, ctx: JobContext, summary: dict[str, int],
+                       written: list[str]) -> Any:
+        """
+        Embed the chunks this job wrote without a vector (C{written}, their hashes),
+        then any that an earlier crash left without one.
+        """
         model_id = self.model_id
-        # Usually just what this job wrote; more after a crash between the two phases.
-        pending = max(summary["vectors_pending"], 1)
-        todo = yield ctx.track(self.db.run(index_store.chunks_without_vectors, model_id,
-                                           EMBED_BATCH))
-        if not todo:
-            summary["vectors_pending"] = 0
+        queue = list(dict.fromkeys(written))
+        if not queue and not (yield self._vectors_missing()):
             return
-        ctx.progress(TEXT_SHARE, f"loading the embedding model for {pending} chunks")
+        total = len(queue)
+        ctx.progress(TEXT_SHARE, f"loading the embedding model for {total or 'pending'} "
+                                 f"chunks")
         try:
             yield ctx.track(self.load_model())
         except EmbedderUnavailable as e:
             ctx.warn(f"vectors skipped: {e}")
             return
         done = 0
-        while todo:
+        while True:
             ctx.check_canceled()
+            if queue:
+                part, queue = queue[:EMBED_BATCH], queue[EMBED_BATCH:]
+                todo = yield ctx.track(self.db.run(index_store.texts_for, part))
+            elif (yield self._vectors_missing()):
+                todo = yield ctx.track(self.db.run(index_store.chunks_without_vectors,
+                                                   model_id, EMBED_BATCH))
+                total += len(todo)
+            else:
+                todo = []
+            if not todo and not queue:
+                break
+            if not todo:
+                continue
             self.indexing_embeds += 1
             try:
                 vectors = yield ctx.track(self.embed([embed_text for _, embed_text in todo]))
@@ -326,16 +342,26 @@ class VaultIndex:
             yield ctx.track(self.follow(result))
             done += len(todo)
             summary["chunks_embedded"] += len(todo)
-            pending = max(pending, done)
-            ctx.progress(TEXT_SHARE + (1 - TEXT_SHARE) * min(1.0, done / pending),
-                         f"embedding {done}/{pending} chunks")
-            todo = yield ctx.track(self.db.run(index_store.chunks_without_vectors, model_id,
-                                               EMBED_BATCH))
+            ctx.progress(TEXT_SHARE + (1 - TEXT_SHARE) * min(1.0, done / max(total, done)),
+                         f"embedding {done}/{max(total, done)} chunks")
         summary["vectors_pending"] = 0
 
     @inlineCallbacks
+    def _vectors_missing(self) -> Any:
+        """
+        Whether some chunk may lack a vector: cheap when the hnsw index holds one
+        for every chunk (the usual case), a table scan only otherwise.
+        """
+        chunks = yield self.db.run(index_store.count_chunks)
+        vectors = self.vectors
+        if vectors.ready and vectors.model_id == self.model_id and vectors.live_count == chunks:
+            return False
+        found = yield self.db.run(index_store.chunks_without_vectors, self.model_id, 1)
+        return bool(found)
+
+    @inlineCallbacks
     def _apply(self, ctx: JobContext, notes: list[NoteUpdate], deleted: list[str],
-               summary: dict[str, int]) -> Any:
+               summary: dict[str, int], written: list[str]) -> Any:
         if not notes and not deleted:
             return
         result: BatchResult = yield ctx.track(self.db.run(
@@ -345,6 +371,7 @@ class VaultIndex:
         summary["notes_deleted"] += len(deleted)
         summary["chunks"] += sum(len(n.chunks) for n in notes)
         summary["vectors_pending"] += result.pending_vectors
+        written.extend(result.missing)
         yield ctx.track(self.follow(result))
 
     def follow(self, result: BatchResult) -> Deferred[None]:

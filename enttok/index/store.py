@@ -51,6 +51,8 @@ class BatchResult:
     added: tuple[tuple[int, bytes], ...]
     version: int
     pending_vectors: int
+    #: Hashes of chunks written without a stored vector (to embed next).
+    missing: tuple[str, ...] = ()
 
 
 def _chunked(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
@@ -173,7 +175,8 @@ def apply_batch(conn: sqlite3.Connection, notes: Sequence[NoteUpdate], deleted: 
         vectors = _vectors(conn, [h for _, h in added], model_id)
         with_vectors = tuple((cid, vectors[h]) for cid, h in added if h in vectors)
         version = _bump(conn, now)
-    return BatchResult(tuple(removed), with_vectors, version, len(added) - len(with_vectors))
+    missing = tuple(dict.fromkeys(h for _, h in added if h not in vectors))
+    return BatchResult(tuple(removed), with_vectors, version, len(missing), missing)
 
 
 def _bump(conn: sqlite3.Connection, now: str) -> int:
@@ -194,19 +197,34 @@ def _vectors(conn: sqlite3.Connection, hashes: Sequence[str], model_id: str) -> 
     return found
 
 
+def count_chunks(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("select count(*) from chunks").fetchone()[0])
+
+
 def chunks_without_vectors(conn: sqlite3.Connection, model_id: str,
                            limit: int) -> list[tuple[str, str]]:
     """
-    Up to C{limit} (hash, text to embed) lacking a C{model_id} vector, distinct.
+    Up to C{limit} distinct (hash, text to embed) lacking a C{model_id} vector.
 
-    No grouping or sorting: the scan stops at the first C{limit} rows, and when
-    nothing is missing it costs one index probe per chunk.
+    A whole-table scan (of the C{chunks_hash} index only): used after a crash
+    left chunks without vectors, not for every update (see L{VaultIndex}).
     """
-    rows = conn.execute(
-        "select c.content_hash, c.embed_text from chunks c where not exists "
+    hashes = [r[0] for r in conn.execute(
+        "select distinct c.content_hash from chunks c where not exists "
         "(select 1 from embeddings e where e.content_hash = c.content_hash "
-        "and e.model_id = ?) limit ?", (model_id, limit * 4)).fetchall()
-    return list(dict.fromkeys((r[0], r[1]) for r in rows))[:limit]
+        "and e.model_id = ?) limit ?", (model_id, limit)).fetchall()]
+    return texts_for(conn, hashes)
+
+
+def texts_for(conn: sqlite3.Connection, hashes: Sequence[str]) -> list[tuple[str, str]]:
+    """(hash, text to embed) for each of C{hashes} that some chunk still has."""
+    out: list[tuple[str, str]] = []
+    for part in _chunked(list(dict.fromkeys(hashes))):
+        rows = conn.execute(
+            f"select content_hash, min(embed_text) from chunks where content_hash in "
+            f"({','.join('?' * len(part))}) group by content_hash", list(part)).fetchall()
+        out += [(r[0], r[1]) for r in rows]
+    return out
 
 
 def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str, bytes],
