@@ -37,12 +37,12 @@ def parse_query(request: IRequest) -> SearchQuery:
     if mode not in MODES:
         raise APIError(400, "invalid_query", f"mode must be one of {', '.join(MODES)}",
                        {"field": "mode"})
-    dates: dict[str, str | None] = {}
-    for name in ("date_from", "date_to"):
-        day = query_day(request, name)
-        dates[name] = None if day is None else day.isoformat()
-    return SearchQuery(q=q, k=int(k_text), mode=mode, path_prefix=query_arg(request, "path_prefix"),
-                       tag=query_arg(request, "tag"), **dates)
+    first, last = query_day(request, "date_from"), query_day(request, "date_to")
+    return SearchQuery(q=q, k=int(k_text), mode=mode,
+                       path_prefix=query_arg(request, "path_prefix"),
+                       tag=query_arg(request, "tag"),
+                       date_from=None if first is None else first.isoformat(),
+                       date_to=None if last is None else last.isoformat())
 
 
 def search(searcher: Searcher, request: IRequest) -> Deferred[bytes]:

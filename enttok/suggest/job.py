@@ -141,6 +141,7 @@ def _related(searcher: Searcher, note: Note | None, items: list[dict[str, Any]],
     query = " ".join(words)[:QUERY_CHARS].strip()
     if not query:
         return [], False
-    found = yield searcher.search(SearchQuery(q=query, k=limit * 3, mode="hybrid"))
+    found = yield searcher.search(SearchQuery(q=query, k=limit * 3, mode="hybrid",
+                                              any_term=True))
     exclude = {s.sources[0]["path"] for s in edits}
     return related_suggestions(found["hits"], target, exclude, limit), found["degraded"]
