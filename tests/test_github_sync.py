@@ -8,7 +8,6 @@ L{tests.jobsupport.Harness}); the GitHub client talks to the fake over
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import sqlite3
@@ -32,9 +31,9 @@ from enttok.connectors.github.client import GitHubClient
 from enttok.connectors.github.sync import github_sync_job
 from enttok.jobs.model import CANCELED, FAILED, SUCCEEDED, TERMINAL, Job, utc_iso
 from enttok.jobs.registry import JobType
+from tests.daemonsupport import MODULE, REPO, start
 from tests.fakegithub import DAY, FakeGitHub, Recorded, iso, populate, since_for, wait_until
 from tests.jobsupport import START, Harness
-from tests.test_crash_recovery import ROOT, Daemon
 
 TOKEN = "ghp_syncTestTokenThatMustNeverLeak987654"
 LOGIN = "octo"
@@ -538,7 +537,6 @@ class SecrecyTests(SyncTestCase):
 
 # A real daemon, killed mid-sync
 
-DAEMON_TOKEN = "github-kill-test-token-0123456789"
 KILL_WAIT = 20.0
 FINISH_WAIT = 40.0
 
@@ -548,7 +546,7 @@ class FakeProcess:
 
     def __init__(self, case: SynchronousTestCase, args: list[str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakegithub", *args], cwd=ROOT,
+            [sys.executable, "-m", "tests.fakegithub", *args], cwd=REPO,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         case.addCleanup(self.stop)
         lines: queue.Queue[bytes] = queue.Queue()
@@ -589,16 +587,6 @@ class KillTests(SynchronousTestCase):
         finally:
             conn.close()
 
-    def wait_job(self, daemon: Daemon, job_id: str, until: float) -> dict[str, Any]:
-        while True:
-            code, job = daemon.call("GET", f"/jobs/{job_id}")
-            self.assertEqual(code, 200, job)
-            if job["status"] in TERMINAL:
-                return dict(job)
-            if time.monotonic() > until:
-                self.fail(f"{job_id} still {job['status']}: {job.get('message')}")
-            time.sleep(0.05)
-
     def test_kill_mid_sync_and_resume(self) -> None:
         now = time.time()
         repos, items = 3, 600
@@ -608,11 +596,11 @@ class KillTests(SynchronousTestCase):
         model = FakeGitHub(reactor, TOKEN, LOGIN)
         names = populate(model, repos, items, now, seed=7)
         expected = model.expected(since_for(now))
-        data_dir = os.path.abspath(self.mktemp())
-        os.makedirs(data_dir)
-        db = Path(data_dir) / "backend" / "data" / "index.db"
+        data_dir = Path(self.mktemp()).absolute()
+        data_dir.mkdir(parents=True)
+        db = data_dir / "backend" / "data" / "index.db"
 
-        first = Daemon(self, data_dir)
+        first = start(self, data_dir, runner=MODULE)
         code, body = first.call("POST", "/settings", {"github": {
             "token": TOKEN, "api_base_url": fake.base_url, "username": LOGIN, "repos": names}})
         self.assertEqual(code, 200, body)
@@ -627,17 +615,17 @@ class KillTests(SynchronousTestCase):
             time.sleep(0.02)
         code, job = first.call("GET", f"/jobs/{job_id}")
         self.assertEqual(job["status"], "running", job)  # killed mid-sync, not after it
-        first.kill()
+        first.kill9()
         self.assertEqual(first.process.returncode, -signal.SIGKILL)
         before = set(self.activity(db))
         self.assertLess(len(before), len(expected))
 
-        second = Daemon(self, data_dir)
-        job = self.wait_job(second, job_id, time.monotonic() + FINISH_WAIT)
+        second = start(self, data_dir, runner=MODULE)
+        job = second.wait_jobs([job_id], FINISH_WAIT)[job_id]
         self.assertEqual(job["status"], "succeeded", job)
         self.assertEqual(job["attempts"], 2)
         self.assertEqual(job["result"]["status"], "ok")
-        second.stop()
+        second.terminate()
         stored = self.activity(db)
         self.assertEqual(len(stored), len(set(stored)))
         self.assertEqual({i.split(":", 1)[1] for i in stored}, expected)
