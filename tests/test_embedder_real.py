@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from enttok.index.embedder import (
     BATCH_SIZE,
     DEFAULT_MODEL_ID,
+    SMALL_CALL_CHARS,
     EmbedderUnavailable,
     SentenceTransformerEmbedder,
     SubprocessEmbedder,
@@ -125,6 +126,22 @@ class RealModelTests(SynchronousTestCase):
         vectors = worker.embed(texts)
         self.assertEqual(vectors.shape, (len(texts), 384))
         np.testing.assert_allclose(vectors[-1], local.embed(texts[-1:])[0], atol=1e-4)
+
+    def test_small_call_on_one_thread(self) -> None:
+        """A query is encoded on one torch thread (the same vector), and the
+        thread count is restored for the batches that follow."""
+        import torch
+
+        local, _ = self.embedders()
+        before = torch.get_num_threads()
+        during: list[int] = []
+        encode = local._model.encode
+        self.patch(local._model, "encode",
+                   lambda *a, **kw: during.append(torch.get_num_threads()) or encode(*a, **kw))
+        alone = local.embed([PARAPHRASE])[0]
+        self.assertEqual((during, torch.get_num_threads()), ([1], before))
+        in_batch = local.embed([MEETING, PARAPHRASE, "x " * SMALL_CALL_CHARS])[1]
+        np.testing.assert_allclose(alone, in_batch, atol=1e-4)
 
     def test_bad_model_folder(self) -> None:
         self.embedders()  # sentence-transformers is imported: this one fails fast

@@ -194,6 +194,42 @@ class ScanTests(SynchronousTestCase):
         self.assertEqual(len(jobs_of(self.h, "index.update")), 1)
         self.assertEqual(self.embedder.texts_embedded, embedded)
 
+    def test_touched_file_is_read_but_not_reindexed(self) -> None:
+        """A new mtime with the same content: read once (the hash matches), the new
+        stat stored, nothing queued; the next scan does not read it again."""
+        self.scan()
+        path = self.vault / "english.md"
+        os.utime(path, ns=(10**18, 10**18))
+        scan = self.scan()
+        self.assertEqual((scan.result["changed"], scan.result["index_update_job"]), (0, None))
+        stat = self.conn.execute("select mtime_ns from notes where path = 'english.md'")
+        self.assertEqual(stat.fetchone()[0], 10**18)
+        self.assertEqual(len(jobs_of(self.h, "index.update")), 1)
+
+    def test_since_reads_only_files_modified_after_it(self) -> None:
+        self.scan()
+        old = 1_600_000_000 * 10**9  # 2020-09-13
+        write(self.vault, "english.md", "# Old edit\n\nchanged long ago\n", mtime_ns=old)
+        write(self.vault, "long.md", long_note(edit="a recent edit"), mtime_ns=old * 2)
+        write(self.vault, "brand-new.md", "# New\n\nnew note\n", mtime_ns=old)
+        os.remove(self.vault / "crlf.md")
+        scan = self.scan(since="2021-01-01T00:00:00Z")
+        # The old edit waits for a full scan; new notes and deletions are always seen.
+        self.assertEqual((scan.result["new"], scan.result["changed"], scan.result["deleted"]),
+                         (1, 1, 1))
+        self.assertEqual(note_row(self.h, "english.md")["title"], "Project plan")
+        scan = self.scan()
+        self.assertEqual(scan.result["changed"], 1)
+        self.assertEqual(note_row(self.h, "english.md")["title"], "Old edit")
+
+    def test_force_full_reads_every_file(self) -> None:
+        self.scan()
+        embedded = self.embedder.texts_embedded
+        scan = self.scan(force_full=True)
+        self.assertEqual((scan.result["new"], scan.result["changed"], scan.result["unchanged"],
+                          scan.result["index_update_job"]), (0, 0, scan.result["files"], None))
+        self.assertEqual(self.embedder.texts_embedded, embedded)
+
     def test_edit_embeds_only_changed_chunks(self) -> None:
         self.scan()
         before_note = chunk_hashes(self.conn, "long.md")

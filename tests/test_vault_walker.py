@@ -10,7 +10,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from enttok.vault.walker import FileEntry, WalkWarning, is_inside, walk_vault
+from enttok.vault.walker import FileEntry, WalkWarning, is_inside, note_folders, walk_vault
 
 
 def make(root: Path, files: Iterable[str], content: bytes = b"x") -> None:
@@ -253,3 +253,17 @@ class SpeedTests(VaultCase):
 
         ratio = best(lambda: sum(1 for _ in walk_vault(self.root))) / best(bare)
         self.assertLess(ratio, 3.0)
+
+
+class NoteFoldersTests(VaultCase):
+    def test_visible_real_folders_only(self) -> None:
+        make(self.root, ["a/x.md", "a/b/y.md", "c/z.md", ".git/objects/o", ".obsidian/w.json",
+                         "node_modules/p/readme.md", "a/.trash/t.md"])
+        os.symlink(self.root / "a", self.root / "link-to-a")
+        os.mkdir(self.root / "empty")
+        root = str(self.root)
+        self.assertEqual(note_folders(root), [os.path.join(root, *p) for p in
+                                              [("a",), ("c",), ("empty",), ("a", "b")]])
+
+    def test_unreadable_root(self) -> None:
+        self.assertEqual(note_folders(str(self.root / "missing")), [])

@@ -197,7 +197,7 @@ class SlowDebounceTests(PollingTests):
 
 
 class InotifyTests(TestCase):
-    """One check on the real reactor: inotify sees an edit within a bounded time."""
+    """Real inotify on the real reactor: edits are seen within a bounded time."""
 
     timeout = 15
 
@@ -209,23 +209,89 @@ class InotifyTests(TestCase):
         from twisted.internet import reactor
 
         self.reactor: Any = reactor
-        self.vault = make_vault(self, {"a.md": "# a\n", "sub/b.md": "# b\n"})
-        self.seen: Deferred[Submitted] = Deferred()
-        self.watcher = VaultWatcher(reactor, lambda: str(self.vault), self.submit, run_inline,
-                                    use_inotify=True, debounce=0.2)
+        self.vault = make_vault(self, {"a.md": "# a\n", "sub/b.md": "# b\n",
+                                       ".hidden/h.md": "# h\n"})
+        self.submits: list[Submitted] = []
+        self.waiting: list[tuple[int, Deferred[None]]] = []
+        # The folder listing waits here until a test lets it run.
+        self.listings: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+        self.watcher = VaultWatcher(reactor, lambda: str(self.vault), self.submit,
+                                    self.deferred_run, use_inotify=True, debounce=0.2)
         self.watcher.startService()
         self.addCleanup(self.watcher.stopService)
         if self.watcher.mode != "inotify":
             raise SkipTest("inotify could not watch the temp folder")
 
+    def deferred_run(self, f: Any, *args: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.listings.append((d, f, args))
+        return d
+
+    def run_listings(self) -> None:
+        listings, self.listings = self.listings, []
+        for d, f, args in listings:
+            d.callback(f(*args))
+
     def submit(self, job_type: str, payload: dict[str, Any]) -> Deferred[Any]:
-        if not self.seen.called:
-            self.seen.callback((job_type, payload))
+        self.submits.append((job_type, payload))
+        self.submit_check()
         return succeed((None, False))
 
+    def submitted(self, n: int = 1) -> Deferred[list[Submitted]]:
+        """Fires with the submits once there are C{n} (within 2 s)."""
+        d: Deferred[None] = Deferred()
+        self.waiting.append((n, d))
+        self.submit_check()
+        return d.addTimeout(2.0, self.reactor).addCallback(lambda _: self.submits)
+
+    def submit_check(self) -> None:
+        for n, d in list(self.waiting):
+            if len(self.submits) >= n:
+                self.waiting.remove((n, d))
+                d.callback(None)
+
+    def later(self, f: Any, *args: Any) -> None:
+        self.reactor.callLater(0.05, f, *args)
+
+    def test_subfolders_are_listed_off_the_reactor(self) -> None:
+        """The vault's folders are listed through the blocking runner; visible ones
+        are watched when the listing comes back."""
+        from enttok.vault.walker import note_folders
+
+        [(_, f, args)] = self.listings
+        self.assertEqual((f, args), (note_folders, (os.path.realpath(self.vault),)))
+        self.assertEqual(note_folders(*args), [os.path.join(args[0], "sub")])
+
     def test_edit_is_submitted(self) -> Deferred[Any]:
-        self.reactor.callLater(0.05, write, self.vault, "sub/b.md", "# b, edited\n")
-        self.reactor.callLater(0.05, write, self.vault, "notes.txt", "ignored")
-        d = self.seen.addTimeout(2.0, self.reactor)
-        d.addCallback(self.assertEqual, update(["sub/b.md"], []))
+        self.run_listings()
+        self.later(write, self.vault, "sub/b.md", "# b, edited\n")
+        self.later(write, self.vault, "notes.txt", "ignored")
+        self.later(write, self.vault, ".hidden/h.md", "# h, edited\n")
+        d = self.submitted()
+        d.addCallback(self.assertEqual, [update(["sub/b.md"], [])])
+        return d
+
+    def test_new_folder_is_watched(self) -> Deferred[Any]:
+        self.run_listings()
+        self.later(write, self.vault, "new/deep/n.md", "# n\n")
+        d = self.submitted()
+        d.addCallback(self.assertEqual, [update(["new/deep/n.md"], [])])
+        return d
+
+    def test_folder_moved_in_asks_for_a_scan(self) -> Deferred[Any]:
+        self.run_listings()
+        outside = make_vault(self, {"moved/m.md": "# m\n", "moved/inner/i.md": "# i\n"})
+        self.later(os.rename, outside / "moved", self.vault / "moved")
+        d = self.submitted()
+
+        def edit_inside(submits: list[Submitted]) -> Deferred[Any]:
+            self.assertEqual(submits, [("vault.scan", {})])
+            # The moved folder and the one below it are watched now.
+            self.run_listings()
+            self.later(write, self.vault, "moved/inner/i.md", "# i, edited\n")
+            return self.submitted(2)
+
+        d.addCallback(edit_inside)
+        d.addCallback(lambda submits: self.assertEqual(
+            submits[1:], [update(["moved/inner/i.md"], [])]))
         return d

@@ -229,23 +229,29 @@ class VaultIndex:
 
     @inlineCallbacks
     def _rebuild_vectors(self, dimension: int, version: int | None = None) -> Any:
-        import numpy as np
-
         model_id = self.model_id
         if version is None:
             version = yield self.db.run(index_store.meta_int, index_store.VECTORS_VERSION)
-        self.vectors.reset(model_id, dimension, version)
+        # hnswlib and numpy are imported (half a second, the first time) and used on
+        # worker threads only: the reactor keeps answering meanwhile.
+        yield self.run_cpu(self.vectors.reset, model_id, dimension, version)
         after = 0
         while True:
             page = yield self.db.run(index_store.vector_page, model_id, after, VECTOR_PAGE)
             if not page:
                 break
-            ids = [cid for cid, _ in page]
-            matrix = np.frombuffer(b"".join(v for _, v in page), dtype=np.float32)
-            yield self.run_cpu(self.vectors.add, ids, matrix.reshape(len(ids), dimension))
-            after = ids[-1]
+            yield self.run_cpu(self._add_page, page)
+            after = page[-1][0]
         self.vectors.version = version
         yield self.run_cpu(self.vectors.save)
+
+    def _add_page(self, page: Sequence[tuple[int, bytes]]) -> None:
+        """Add stored vectors, C{(chunk id, float32 blob)}, to the hnsw index (worker thread)."""
+        import numpy as np
+
+        ids = [cid for cid, _ in page]
+        matrix = np.frombuffer(b"".join(v for _, v in page), dtype=np.float32)
+        self.vectors.add(ids, matrix.reshape(len(ids), self.vectors.dimension))
 
     def save_vectors(self) -> Deferred[None]:
         if not self.vectors.dirty:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, FirstError, gatherResults, inlineCallbacks
 
 from enttok.index import store as index_store
 from enttok.index.indexer import VaultIndex, list_vault, read_notes
@@ -26,6 +26,7 @@ from enttok.validation import (
     text,
     timestamp,
 )
+from enttok.vault.walker import FileEntry
 
 Submit = Callable[[str, Any], Deferred[Any]]
 Setting = Callable[[], Any]
@@ -118,22 +119,17 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
     def handle(ctx: JobContext) -> Any:
         root = _root(index, ctx.payload["vault_path"] or vault_path())
         force = ctx.payload["force_full"]
-        since = ctx.payload["since"]
         ctx.progress(0.0, "listing the vault")
-        files, walk_warnings = yield ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
+        (files, walk_warnings), (stats, stale) = yield _listing_and_stats(ctx, index, root)
         ctx.check_canceled()
         for warning in walk_warnings:
             ctx.warn(f"{warning.rel_path}: {warning.message}", path=warning.rel_path)
-        known = yield ctx.track(index.db.run(index_store.note_states))
         seen = {f.rel_path for f in files}
-        deleted = sorted(set(known) - seen)
-        cutoff_ns = _since_ns(since)
-        candidates = [f.rel_path for f in files if force or f.rel_path not in known
-                      or (known[f.rel_path].size, known[f.rel_path].mtime_ns)
-                      != (f.size, f.mtime_ns)]
-        if cutoff_ns is not None and not force:
-            candidates = [f.rel_path for f in files if f.rel_path in candidates
-                          and (f.mtime_ns >= cutoff_ns or f.rel_path not in known)]
+        deleted = sorted(set(stats) - seen)
+        cutoff_ns = _since_ns(ctx.payload["since"])
+        candidates = [f.rel_path for f in files if force or _looks_changed(f, stats, cutoff_ns)]
+        known = yield ctx.track(index.db.run(
+            index_store.note_states, candidates if len(candidates) < 1000 else None))
         changed: list[str] = []
         warnings = len(walk_warnings)
         for start in range(0, len(candidates), 64):
@@ -153,16 +149,17 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
             done = start + len(batch)
             ctx.progress(0.1 + 0.8 * done / len(candidates),
                          f"checking {done}/{len(candidates)} changed files")
-        stale = yield ctx.track(index.db.run(index_store.stale_paths))
-        to_index = sorted(set(changed) | (set(stale) & seen))
+        # Notes read now are stale (metadata saved, not indexed), and so are those an
+        # interrupted update left behind.
+        to_index = sorted(set(changed) | (stale & seen))
         update_id = None
         if to_index or deleted:
             job, _ = yield submit("index.update", {
                 "changed_paths": [os.path.join(root, p) for p in to_index],
                 "deleted_paths": [os.path.join(root, p) for p in sorted(set(deleted))]})
             update_id = job.job_id
-        return {"files": len(files), "new": len([p for p in changed if p not in known]),
-                "changed": len([p for p in changed if p in known]), "deleted": len(set(deleted)),
+        return {"files": len(files), "new": len([p for p in changed if p not in stats]),
+                "changed": len([p for p in changed if p in stats]), "deleted": len(set(deleted)),
                 "unchanged": len(files) - len(changed), "warnings": warnings,
                 "index_update_job": update_id}
 
@@ -174,6 +171,31 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
                                 "Only look at files modified since (deletions always)."),
                  "force_full": Field(boolean, False, "Re-read every file.")},
         handler=handle, lock=INDEX_LOCK, description="Detect changed notes.")
+
+
+def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Deferred[Any]:
+    """
+    The vault's files and warnings (L{list_vault}, a worker thread) and the notes
+    the database knows (L{index_store.note_stats}, its own thread), side by side.
+    """
+    listing: Deferred[Any] = ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
+    stats: Deferred[Any] = ctx.track(index.db.run(index_store.note_stats))
+    both: Deferred[list[Any]] = gatherResults([listing, stats], consumeErrors=True)
+    # The first failure as itself (a cancellation stays a cancellation).
+    both.addErrback(lambda f: f.value.subFailure if f.check(FirstError) else f)
+    both.addCallback(lambda results: (results[0], results[1]))
+    return both
+
+
+def _looks_changed(file: FileEntry, stats: dict[str, tuple[int, int]],
+                   cutoff_ns: int | None) -> bool:
+    """Whether a file must be read: new, or its size or mtime differ (and, with a
+    C{since} cutoff, it was modified after it)."""
+    known = stats.get(file.rel_path)
+    if known is None:
+        return True
+    return known != (file.size, file.mtime_ns) and (cutoff_ns is None
+                                                     or file.mtime_ns >= cutoff_ns)
 
 
 def _since_ns(since: str | None) -> int | None:
@@ -194,10 +216,9 @@ def rebuild_job(index: VaultIndex, vault_path: Setting,
             yield use_model(ctx.payload["embedding_model"])
         root = _root(index, ctx.payload["vault_path"] or vault_path())
         ctx.progress(0.0, "listing the vault")
-        files, walk_warnings = yield ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
+        (files, walk_warnings), (known, _) = yield _listing_and_stats(ctx, index, root)
         for warning in walk_warnings:
             ctx.warn(f"{warning.rel_path}: {warning.message}", path=warning.rel_path)
-        known = yield ctx.track(index.db.run(index_store.note_states))
         seen = {f.rel_path for f in files}
         yield ctx.track(index.db.run(index_store.clear_index))
         dimension = index.embedder.dimension

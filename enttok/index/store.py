@@ -78,18 +78,28 @@ def note_states(conn: sqlite3.Connection,
     return {r[0]: NoteState(r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
 
+def note_stats(conn: sqlite3.Connection) -> tuple[dict[str, tuple[int, int]], set[str]]:
+    """
+    What a scan compares the vault with, in one pass over the notes: C{(size,
+    mtime_ns)} of every known note by path, and the paths whose content changed
+    since they were last indexed.
+    """
+    stats: dict[str, tuple[int, int]] = {}
+    stale: set[str] = set()
+    for path, size, mtime_ns, is_stale in conn.execute(
+            "select path, size, mtime_ns, indexed_hash is null or indexed_hash != content_hash "
+            "from notes"):
+        stats[path] = (size, mtime_ns)
+        if is_stale:
+            stale.add(path)
+    return stats, stale
+
+
 def touch_notes(conn: sqlite3.Connection, stats: Sequence[tuple[str, int, int]]) -> None:
     """Record new (size, mtime_ns) for files whose content did not change."""
     with transaction(conn):
         conn.executemany("update notes set size = ?, mtime_ns = ? where path = ?",
                          [(size, mtime, path) for path, size, mtime in stats])
-
-
-def stale_paths(conn: sqlite3.Connection) -> list[str]:
-    """Notes whose content changed since they were last indexed."""
-    rows = conn.execute("select path from notes where indexed_hash is null "
-                        "or indexed_hash != content_hash order by path").fetchall()
-    return [r[0] for r in rows]
 
 
 def _upsert_note(conn: sqlite3.Connection, note: NoteUpdate, now: str, indexed: bool) -> int:
