@@ -334,6 +334,20 @@ class UpdatePathTests(SynchronousTestCase):
         error = api.error(answer, 400, "invalid_payload")
         self.assertEqual(error["details"], {"field": "payload.changed_paths[0]"})
 
+    def test_another_vault_is_refused_at_submit(self) -> None:
+        other = make_vault(self, {"foreign.md": "# Foreign\n"})
+        os.symlink(self.vault, self.vault.parent / "vault-link")
+        for job_type in ("vault.scan", "index.rebuild"):
+            e = self.assertRaises(ValidationError, self.h.engine.submit, job_type,
+                                  {"vault_path": str(other)})
+            self.assertEqual(e.field, "payload.vault_path")
+            self.assertIn("set vault_path in /settings", str(e))
+            # The configured vault, however it is spelt, is accepted.
+            self.h.submit(self, job_type, {"vault_path": str(self.vault.parent / "vault-link")})
+        self.assertEqual(count(self.h.db.connection, "select count(*) from notes "
+                                                     "where path = 'foreign.md'"), 0)
+        self.assertEqual(count(self.h.db.connection, "select count(*) from notes"), 2)
+
     def test_paths_are_made_vault_relative(self) -> None:
         job_id, _ = self.h.submit(self, "index.update", {
             "changed_paths": [str(self.vault / "a.md"), "./b.md", "b.md"]})

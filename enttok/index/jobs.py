@@ -65,6 +65,26 @@ def _root(index: VaultIndex, vault_path: str | None) -> str:
         raise JobFailed("no_vault", str(e)) from None
 
 
+def _configured_vault_only(vault_path: Setting) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """
+    A submit check: a payload's C{vault_path} must be the configured vault.
+
+    The index holds one vault; notes of another would mix with its notes under the
+    same relative paths. Switching vaults is a settings change.
+    """
+
+    def check(payload: dict[str, Any]) -> dict[str, Any]:
+        given, configured = payload["vault_path"], vault_path()
+        if given is None or (configured and os.path.realpath(given)
+                             == os.path.realpath(configured)):
+            return payload
+        raise ValidationError("payload.vault_path", (
+            f"{given!r} is not the configured vault ({configured!r}): set vault_path in "
+            f"/settings to index another vault"))
+
+    return check
+
+
 def _merge_update(queued: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Fold a new C{index.update} into a queued one: the union of both path sets."""
     deleted = set(queued["deleted_paths"]) | set(new["deleted_paths"])
@@ -166,11 +186,13 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
     return JobType(
         name="vault.scan",
         payload={"vault_path": Field(optional(absolute_path), None,
-                                     "Vault to scan (default: the vault_path setting)."),
+                                     "The vault to scan: only the vault_path setting "
+                                     "(the default) is accepted."),
                  "since": Field(optional(timestamp), None,
                                 "Only look at files modified since (deletions always)."),
                  "force_full": Field(boolean, False, "Re-read every file.")},
-        handler=handle, lock=INDEX_LOCK, description="Detect changed notes.")
+        handler=handle, lock=INDEX_LOCK, check=_configured_vault_only(vault_path),
+        description="Detect changed notes.")
 
 
 def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Deferred[Any]:
@@ -231,10 +253,12 @@ def rebuild_job(index: VaultIndex, vault_path: Setting,
     return JobType(
         name="index.rebuild",
         payload={"vault_path": Field(optional(absolute_path), None,
-                                     "Vault to index (default: the vault_path setting)."),
+                                     "The vault to index: only the vault_path setting "
+                                     "(the default) is accepted."),
                  "embedding_model": Field(optional(absolute_path), None,
                                           "Switch to this local model folder first.")},
-        handler=handle, lock=INDEX_LOCK, description="Rebuild full text and vectors.")
+        handler=handle, lock=INDEX_LOCK, check=_configured_vault_only(vault_path),
+        description="Rebuild full text and vectors.")
 
 
 def index_status(index: VaultIndex) -> Deferred[Mapping[str, Any]]:
