@@ -27,7 +27,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from enttok.api.guard import Guard
-from enttok.api.requests import APISite
+from enttok.api.requests import APISite, LimitedRequest
 from tests.daemonsupport import (
     HASHING,
     MODULE,
@@ -421,3 +421,54 @@ class IdleTimeoutTests(TestCase):
                 self.assertLess(waited, 3.0, name)
 
         return deferLater(reactor, 2.0, check)
+
+
+class ReceiveDeadlineTests(TestCase):
+    """A request that trickles in (a byte now and then, so never idle) is answered
+    with 408 at the deadline (the daemon's is 30 s; here 0.5 s)."""
+
+    def test_trickling_requests_are_cut_off(self) -> Deferred[None]:
+        class QuickRequest(LimitedRequest):
+            receive_deadline = 0.5
+
+        guard = Guard(Resource(), None, TOKEN, lambda: [])
+        site = APISite(guard, timeout=60)
+        site.requestFactory = QuickRequest
+        tcp: Any = reactor
+        port = tcp.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        guard.port = port.getHost().port
+        results: dict[str, tuple[float, bytes]] = {}
+
+        def trickle(name: str, request: bytes) -> None:
+            sock = socket.create_connection(("127.0.0.1", guard.port), timeout=5)
+            started = time.monotonic()
+            answer = b""
+            with contextlib.suppress(OSError):
+                for byte in request:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.05)
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(1024):
+                    answer += chunk
+            results[name] = (time.monotonic() - started, answer)
+            sock.close()
+
+        head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 200
+        body = (b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
+                + b"{" * 100)
+        threads = [threading.Thread(target=trickle, args=args, daemon=True)
+                   for args in (("headers", head), ("body", body))]
+        for thread in threads:
+            thread.start()
+
+        def check() -> None:
+            for thread in threads:
+                thread.join(5)
+            self.assertEqual(set(results), {"headers", "body"})
+            for name, (waited, answer) in results.items():
+                self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), (name, answer))
+                self.assertIn(b'"request_timeout"', answer)
+                self.assertLess(waited, 4.0, name)
+
+        return deferLater(reactor, 3.0, check)

@@ -13,23 +13,34 @@ from twisted.web.iweb import IRequest
 from enttok.api.errors import APIError, error_body
 
 MAX_BODY = 1024 * 1024
+#: Seconds a request may take to arrive, from its first line to the end of its body.
+RECEIVE_DEADLINE = 30.0
 
 
 class LimitedRequest(server.Request):
     """
-    A request that refuses bodies over L{MAX_BODY} as soon as it can tell.
+    A request that must arrive whole, quickly: at most L{MAX_BODY} bytes of body,
+    within L{RECEIVE_DEADLINE} seconds of its first line.
 
     A declared length over the limit, or a chunked body that grows past it, is
     answered with 413 at once and the connection closed: the rest is never read.
+    A request still incomplete at the deadline is answered with 408 and closed:
+    the site's idle timeout alone would let a client that trickles a byte now and
+    then hold its connection forever.
     """
 
     max_body = MAX_BODY
+    receive_deadline = RECEIVE_DEADLINE
     _received = 0
     _rejected = False
 
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        self._deadline = channel.callLater(self.receive_deadline, self._too_slow)
+
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self.max_body:
-            self._reject()
+            self._too_large()
             length = 0
         super().gotLength(length)
 
@@ -38,25 +49,45 @@ class LimitedRequest(server.Request):
             return
         self._received += len(data)
         if self._received > self.max_body:
-            self._reject()
+            self._too_large()
             return
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._stop_deadline()
         if not self._rejected:
             super().requestReceived(command, path, version)
 
-    def _reject(self) -> None:
+    def connectionLost(self, reason: Any) -> None:
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline.active():
+            self._deadline.cancel()
+
+    def _too_large(self) -> None:
+        self._reject("413 Payload Too Large", "body_too_large",
+                     f"request body over {self.max_body} bytes")
+
+    def _too_slow(self) -> None:
+        if not self._rejected:
+            self._reject("408 Request Timeout", "request_timeout",
+                         f"request not received within {self.receive_deadline:g} s")
+
+    def _reject(self, status: str, code: str, message: str) -> None:
+        """Answer at once with an error and close the connection (the rest is not read)."""
         self._rejected = True
+        self._stop_deadline()
         # The channel answers "Expect: 100-continue" right after gotLength; no
-        # 100 may follow the final 413 (and the client must not send the body).
+        # 100 may follow the final error (and the client must not send the body).
         self.requestHeaders.removeHeader(b"expect")
-        body = error_body("body_too_large", f"request body over {self.max_body} bytes")
+        body = error_body(code, message)
         head = (
-            b"HTTP/1.1 413 Payload Too Large\r\n"
+            b"HTTP/1.1 %s\r\n"
             b"Content-Type: application/json\r\n"
             b"Content-Length: %d\r\n"
-            b"Connection: close\r\n\r\n" % len(body)
+            b"Connection: close\r\n\r\n" % (status.encode("ascii"), len(body))
         )
         transport = self.channel.transport
         assert transport is not None
