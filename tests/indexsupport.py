@@ -102,7 +102,7 @@ class IndexFixture:
 
     def context(self) -> JobContext:
         return JobContext("job_test", "index.update", {}, self.recorder, run_inline,
-                          on_reactor)
+                          on_reactor, self.clock)
 
     def update(self, changed: Sequence[str], deleted: Sequence[str] = (),
                skip_indexed: bool = True) -> dict[str, int]:

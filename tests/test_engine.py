@@ -8,11 +8,11 @@ import re
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from enttok.config import prepare_directories, resolve_config
-from enttok.jobs.context import JobContext
+from enttok.jobs.context import HEARTBEAT, JobContext
 from enttok.jobs.engine import (
     CANCEL_WAIT,
     MAX_ATTEMPTS,
@@ -499,6 +499,27 @@ class ProgressTests(SynchronousTestCase):
         h.clock.advance(0.002)
         self.assertEqual([p for _, p in h.progress(job_id)], [0.1, 0.3])
         self.assertEqual(h.stored(job_id).progress, 0.3)
+
+
+    def test_progress_while_waiting(self) -> None:
+        """A long wait is reported every second, and only until it ends."""
+        h = Harness(self)
+        h.engine.startService()
+        job_id, _ = h.submit(self, "test.wait")
+        ctx = h.controls.contexts[job_id]
+        work: Deferred[str] = Deferred()
+        waited = ctx.progress_while(work, 0.4, lambda s: f"loading the model ({s} s)")
+        h.clock.advance(0.5)
+        self.assertEqual(h.progress(job_id), [])
+        for _ in range(3):
+            h.clock.advance(HEARTBEAT)
+        self.assertEqual([(m["progress"], m["message"]) for m in h.messages
+                          if m["job_id"] == job_id and m["type"] == "job.progress"],
+                         [(0.4, f"loading the model ({s} s)") for s in (1, 2, 3)])
+        work.callback("loaded")
+        self.assertEqual(self.successResultOf(waited), "loaded")
+        h.clock.advance(10 * HEARTBEAT)
+        self.assertEqual(len(h.progress(job_id)), 3)
 
 
 class RecoveryTests(SynchronousTestCase):

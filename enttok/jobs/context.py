@@ -7,12 +7,17 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.python.threadable import isInIOThread
 
 from enttok.threads import BlockingRunner
 
 T = TypeVar("T")
+
+#: Seconds between the reports of L{JobContext.progress_while}.
+HEARTBEAT = 1.0
 
 
 def _fire_and_pass(result: Any, done: Deferred[None]) -> Any:
@@ -49,14 +54,15 @@ class JobContext:
     """
 
     def __init__(self, job_id: str, job_type: str, payload: dict[str, Any], reporter: Reporter,
-                 run_blocking: BlockingRunner,
-                 call_from_thread: Callable[..., None]) -> None:
+                 run_blocking: BlockingRunner, call_from_thread: Callable[..., None],
+                 clock: IReactorTime) -> None:
         self.job_id = job_id
         self.job_type = job_type
         self.payload = payload
         self._reporter = reporter
         self._run = run_blocking
         self._call_from_thread = call_from_thread
+        self._clock = clock
         self._cancel = threading.Event()
         self._inflight: set[Deferred[Any]] = set()
 
@@ -87,6 +93,31 @@ class JobContext:
         """Report progress in [0, 1] with an optional message (throttled by the engine)."""
         fraction = min(1.0, max(0.0, float(fraction)))
         self._on_reactor(self._reporter.progress, self.job_id, fraction, message)
+
+    def progress_while(self, work: Deferred[T], fraction: float,
+                       message: Callable[[int], str]) -> Deferred[T]:
+        """
+        Report C{message(seconds waited)} at C{fraction} every L{HEARTBEAT} until
+        C{work} fires: a model load or a long batch must not look like a stall.
+
+        @return: C{work}.
+        """
+        waited = 0
+
+        def beat() -> None:
+            nonlocal waited
+            waited += 1
+            self.progress(fraction, message(waited))
+
+        beats = LoopingCall(beat)
+        beats.clock = self._clock
+        beats.start(HEARTBEAT, now=False)
+
+        def stop(result: Any) -> Any:
+            beats.stop()
+            return result
+
+        return work.addBoth(stop)
 
     def warn(self, message: str, **meta: Any) -> None:
         """Record a warning event (the job goes on)."""

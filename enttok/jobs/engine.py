@@ -270,7 +270,7 @@ class JobEngine(Service):
         self._dequeue(job)
         spec = self.registry.get(job.type)
         ctx = JobContext(job.job_id, job.type, job.payload, self, self._run_blocking,
-                         self._call_from_thread)
+                         self._call_from_thread, self._clock)
         run = _Run(job=job, ctx=ctx, lock=spec.lock)
         if spec.lock is not None:
             self._held_locks.add(spec.lock)
