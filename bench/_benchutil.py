@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from twisted.internet import defer
 
@@ -254,6 +254,34 @@ def daemon(data_dir: Path, token: str, workers: int | None = None,
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+class ScratchDaemon(NamedTuple):
+    port: int
+    pid: int
+    token: str
+    data_dir: Path
+
+
+@contextlib.contextmanager
+def scratch_daemon(prefix: str, keep: bool = False, workers: int | None = None,
+                   profile: Path | None = None, access_log: bool = True
+                   ) -> Iterator[ScratchDaemon]:
+    """
+    Run the real daemon (see L{daemon}) with a new token on a new scratch folder
+    (named C{prefix...}), removed afterwards unless C{keep} (then its path is printed).
+    """
+    token = new_token()
+    data_dir = scratch_dir(prefix, keep=keep)
+    try:
+        with daemon(data_dir, token, workers=workers, profile=profile,
+                    access_log=access_log) as (port, pid):
+            yield ScratchDaemon(port, pid, token, data_dir)
+    finally:
+        if keep:
+            print(f"daemon data kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class Client:

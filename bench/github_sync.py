@@ -2,7 +2,7 @@
 
     uv run --frozen python bench/github_sync.py [--repos 5] [--items 1000] [--latency-ms 0]
 
-1. The fake GitHub (tests/fakegithub.py, its own process) serves a generated
+1. The fake GitHub (tests/fakegithub/, its own process) serves a generated
    dataset: per repository C{items} issues, pull requests and commits (half
    each, 90% by the user), plus the user's events; it logs every request.
 2. The real daemon (bench/_daemon_with_noop.py, its own process) is given the

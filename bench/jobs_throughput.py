@@ -23,7 +23,6 @@ import itertools
 import json
 import os
 import resource
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -39,13 +38,11 @@ from twisted.internet import defer, threads
 from bench._benchutil import (
     Client,
     cpu_seconds,
-    daemon,
     install_cleanup,
     ms,
-    new_token,
     percentile,
     run_reactor,
-    scratch_dir,
+    scratch_daemon,
 )
 from enttok.jobs.model import Job, payload_key, utc_iso
 from enttok.store import jobs as store
@@ -282,51 +279,44 @@ def rate(count: int, seconds: float) -> str:
 
 
 async def run_daemon(reactor: Any, args: argparse.Namespace, baseline_rate: float) -> None:
-    token = new_token()
-    data_dir = scratch_dir("enttok-bench-jobs-", keep=args.keep)
     stop = threading.Event()  # set when the reactor stops early (e.g. on SIGINT)
     reactor.addSystemEventTrigger("before", "shutdown", stop.set)
     ok = False
-    try:
-        with daemon(data_dir, token, workers=args.workers, profile=args.profile,
-                    access_log=not args.no_access_log) as (port, pid):
-            tracker = Tracker(args.n)
-            factory = ListenerFactory(f"ws://127.0.0.1:{port}/events", token, tracker)
-            reactor.connectTCP("127.0.0.1", port, factory, timeout=10)
-            listener = await factory.opened.addTimeout(10, reactor)
+    with scratch_daemon("enttok-bench-jobs-", keep=args.keep, workers=args.workers,
+                        profile=args.profile, access_log=not args.no_access_log) as running:
+        port, pid, token = running.port, running.pid, running.token
+        tracker = Tracker(args.n)
+        factory = ListenerFactory(f"ws://127.0.0.1:{port}/events", token, tracker)
+        reactor.connectTCP("127.0.0.1", port, factory, timeout=10)
+        listener = await factory.opened.addTimeout(10, reactor)
 
-            deadline = time.monotonic() + args.timeout
-            cpu_before, client_before = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_SELF)
-            submitted = await threads.deferToThread(
-                submit_all, port, token, args.n, args.connections, deadline, stop)
-            expected = len(submitted.jobs)
-            tracker.n = expected
-            if sum(len(tracker.seen[s]) for s in TERMINAL) >= expected and \
-                    not tracker.done.called:
-                tracker.done.callback(None)
-            left = max(0.1, deadline - time.monotonic())
-            try:
-                await tracker.done.addTimeout(left, reactor)
-            except defer.TimeoutError:
-                print(f"TIMEOUT: only {sum(len(tracker.seen[s]) for s in TERMINAL)} of "
-                      f"{expected} jobs finished within {args.timeout:.0f} s")
-            cpu_after, client_after = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_SELF)
-            cpu = {"client": (client_after.ru_utime + client_after.ru_stime
-                              - client_before.ru_utime - client_before.ru_stime)}
-            if cpu_before is not None and cpu_after is not None:
-                cpu["reactor thread"] = cpu_after[0] - cpu_before[0]
-                cpu["daemon"] = cpu_after[1] - cpu_before[1]
-            counts, daemon_status = await threads.deferToThread(
-                count_stored, port, token, args.n)
-            confirmed = time.perf_counter()
-            listener.sendClose()
-            ok = report(args, submitted, tracker, counts, daemon_status, confirmed, cpu,
-                        baseline_rate)
-    finally:
-        if args.keep:
-            print(f"daemon data kept in {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        deadline = time.monotonic() + args.timeout
+        cpu_before, client_before = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_SELF)
+        submitted = await threads.deferToThread(
+            submit_all, port, token, args.n, args.connections, deadline, stop)
+        expected = len(submitted.jobs)
+        tracker.n = expected
+        if sum(len(tracker.seen[s]) for s in TERMINAL) >= expected and \
+                not tracker.done.called:
+            tracker.done.callback(None)
+        left = max(0.1, deadline - time.monotonic())
+        try:
+            await tracker.done.addTimeout(left, reactor)
+        except defer.TimeoutError:
+            print(f"TIMEOUT: only {sum(len(tracker.seen[s]) for s in TERMINAL)} of "
+                  f"{expected} jobs finished within {args.timeout:.0f} s")
+        cpu_after, client_after = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_SELF)
+        cpu = {"client": (client_after.ru_utime + client_after.ru_stime
+                          - client_before.ru_utime - client_before.ru_stime)}
+        if cpu_before is not None and cpu_after is not None:
+            cpu["reactor thread"] = cpu_after[0] - cpu_before[0]
+            cpu["daemon"] = cpu_after[1] - cpu_before[1]
+        counts, daemon_status = await threads.deferToThread(
+            count_stored, port, token, args.n)
+        confirmed = time.perf_counter()
+        listener.sendClose()
+        ok = report(args, submitted, tracker, counts, daemon_status, confirmed, cpu,
+                    baseline_rate)
     if not ok:
         raise SystemExit(1)
 

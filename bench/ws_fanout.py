@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -36,13 +35,11 @@ from twisted.internet import defer, threads
 from bench._benchutil import (
     WS_BASELINE_SCRIPT,
     Client,
-    daemon,
     install_cleanup,
     ms,
-    new_token,
     percentile,
     run_reactor,
-    scratch_dir,
+    scratch_daemon,
     spawn,
     stop_child,
 )
@@ -186,41 +183,34 @@ def run_time(args: argparse.Namespace) -> float:
 async def daemon_fanout(reactor: Any, args: argparse.Namespace
                         ) -> tuple[dict[str, list[float]], int]:
     """Progress events of one job, fanned out by the daemon to every client."""
-    token = new_token()
-    data_dir = scratch_dir("enttok-bench-ws-", keep=args.keep)
-    try:
-        with daemon(data_dir, token) as (port, _):
-            collect = Collector(
-                args.clients, lambda m: m.get("type") == "job.progress",
-                lambda m: (m.get("type") == "job.status" and m.get("job_type") == JOB_TYPE
-                           and m.get("status") in ("succeeded", "failed", "canceled")))
-            peers = await connect_all(reactor, port, "/events", args.clients, collect,
-                                      protocols=[f"enttok.token.{token}"])
+    with scratch_daemon("enttok-bench-ws-", keep=args.keep) as running:
+        port, token = running.port, running.token
+        collect = Collector(
+            args.clients, lambda m: m.get("type") == "job.progress",
+            lambda m: (m.get("type") == "job.status" and m.get("job_type") == JOB_TYPE
+                       and m.get("status") in ("succeeded", "failed", "canceled")))
+        peers = await connect_all(reactor, port, "/events", args.clients, collect,
+                                  protocols=[f"enttok.token.{token}"])
 
-            def submit() -> str:
-                client = Client(port, token)
-                try:
-                    status, body = client.request("POST", "/jobs", {
-                        "type": JOB_TYPE,
-                        "payload": {"count": args.count, "interval_ms": args.interval_ms}})
-                finally:
-                    client.close()
-                if status != 201:
-                    raise RuntimeError(f"POST /jobs answered {status}: {body}")
-                return str(body["job_id"])
+        def submit() -> str:
+            client = Client(port, token)
+            try:
+                status, body = client.request("POST", "/jobs", {
+                    "type": JOB_TYPE,
+                    "payload": {"count": args.count, "interval_ms": args.interval_ms}})
+            finally:
+                client.close()
+            if status != 201:
+                raise RuntimeError(f"POST /jobs answered {status}: {body}")
+            return str(body["job_id"])
 
-            await threads.deferToThread(submit)
-            await wait_for(reactor, collect.done, run_time(args), "the bench.progress job")
-            close_all(peers)
-            if collect.resyncs:
-                print(f"the daemon dropped messages to slow clients ({collect.resyncs} resyncs)")
-            return ({"fanout": collect.latencies, "spread": collect.spreads()},
-                    len(collect.by_emit))
-    finally:
-        if args.keep:
-            print(f"daemon data kept in {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        await threads.deferToThread(submit)
+        await wait_for(reactor, collect.done, run_time(args), "the bench.progress job")
+        close_all(peers)
+        if collect.resyncs:
+            print(f"the daemon dropped messages to slow clients ({collect.resyncs} resyncs)")
+        return ({"fanout": collect.latencies, "spread": collect.spreads()},
+                len(collect.by_emit))
 
 
 async def run(reactor: Any, args: argparse.Namespace) -> None:

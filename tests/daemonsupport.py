@@ -1,4 +1,5 @@
-"""Real daemons in child processes for the hardening tests: start, call, kill -9, restart.
+"""Real daemons in child processes (the daemon, hardening and crash tests): start,
+call, kill -9, restart.
 
 Every wait is bounded; a daemon still running when its test ends is killed.
 """
@@ -31,6 +32,10 @@ HTTP_TIMEOUT = 10.0
 
 #: C{python -m enttok}: the daemon exactly as the desktop app starts it.
 MODULE = ["-m", "enttok"]
+#: twistd as a module of the running interpreter (twisted.scripts.twistd has no
+#: __main__), with the real embedding model.
+TWISTD = ["-c", "import sys; from twisted.scripts.twistd import run; sys.exit(run())",
+          "-n", "--pidfile=", "enttok"]
 #: twistd with the embedding model replaced by the small hashing embedder of the
 #: tests: everything else is the real daemon, but vectors cost nothing (the real
 #: model takes ~30 s to import, in a worker process the daemon only talks to).
@@ -68,22 +73,33 @@ class Daemon:
     One daemon process on C{data_dir}, on a free port of 127.0.0.1; its output is
     read by threads so that no pipe fills.
 
+    @param token: given to the daemon in C{BACKEND_TOKEN} (C{None}: none, the
+        daemon then writes one to its token file, see L{stored_token}).
     @param runner: the interpreter arguments before the daemon's options
-        (L{HASHING} or L{MODULE}).
+        (L{HASHING}, L{MODULE} or L{TWISTD}).
+    @param stdin: the child's standard input (a pipe for C{--exit-on-stdin-close}).
+    @param ready_timeout: the default bound of L{wait_ready}.
+    @param exit_timeout: the default bound of L{wait_exit} and L{terminate}.
+    @param http_timeout: the socket timeout of L{call} and L{request}.
     """
 
     def __init__(self, case: SynchronousTestCase, data_dir: Path,
                  args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                  token: str | None = TOKEN, runner: Sequence[str] = HASHING,
-                 port: str = "0") -> None:
+                 port: str = "0", stdin: int = subprocess.DEVNULL,
+                 ready_timeout: float = READY_TIMEOUT, exit_timeout: float = EXIT_TIMEOUT,
+                 http_timeout: float = HTTP_TIMEOUT) -> None:
         self.case = case
         self.data_dir = data_dir
         self.token = token
+        self.ready_timeout = ready_timeout
+        self.exit_timeout = exit_timeout
+        self.http_timeout = http_timeout
         extra = dict(env or {})
         if token is not None:
             extra.setdefault("BACKEND_TOKEN", token)  # kept off the command line
         argv = [sys.executable, *runner, "--port", port, "--data-dir", str(data_dir), *args]
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=child_env(extra),
                                         cwd=str(data_dir.parent))
         self.port = 0
@@ -103,8 +119,11 @@ class Daemon:
     def pid(self) -> int:
         return self.process.pid
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
-        """The ready line; fails the test if it does not come within C{timeout}."""
+    def wait_ready(self, timeout: float | None = None) -> dict[str, Any]:
+        """The ready line; fails the test if it does not come within C{timeout}
+        (default: the daemon's C{ready_timeout})."""
+        if timeout is None:
+            timeout = self.ready_timeout
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -143,17 +162,33 @@ class Daemon:
             data = json.dumps(body).encode("utf-8")
             all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
+        status, _, content = self.request(method, path, None, data, all_headers)
         try:
-            conn.request(method, path, body=data, headers=all_headers)
+            return status, json.loads(content)
+        except ValueError:
+            return status, content
+
+    def request(self, method: str, path: str, token: str | None, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None
+                ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """
+        One request as given (C{token}: the token to send, or C{None}); the status,
+        the response headers and the body's bytes.
+        """
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["X-Backend-Token"] = token
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.http_timeout)
+        try:
+            conn.request(method, path, body=body, headers=all_headers)
             response = conn.getresponse()
-            content = response.read()
+            return response.status, response.headers, response.read()
         finally:
             conn.close()
-        try:
-            return response.status, json.loads(content)
-        except ValueError:
-            return response.status, content
+
+    def stored_token(self) -> str:
+        """The token the daemon wrote to its token file (started without one)."""
+        return token_path(self.data_dir).read_text(encoding="ascii").strip()
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
         """The answer of a request that must succeed (2xx)."""
@@ -187,12 +222,16 @@ class Daemon:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(EXIT_TIMEOUT)
 
-    def terminate(self, timeout: float = EXIT_TIMEOUT) -> int:
-        """SIGTERM; return the exit status."""
+    def terminate(self, timeout: float | None = None) -> int:
+        """SIGTERM; return the exit status (see L{wait_exit})."""
         self.process.send_signal(signal.SIGTERM)
         return self.wait_exit(timeout)
 
-    def wait_exit(self, timeout: float = EXIT_TIMEOUT) -> int:
+    def wait_exit(self, timeout: float | None = None) -> int:
+        """The exit status; fails the test (killing the process) if it is still
+        running after C{timeout} (default: the daemon's C{exit_timeout})."""
+        if timeout is None:
+            timeout = self.exit_timeout
         try:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -220,7 +259,7 @@ class Daemon:
             self.process.wait(EXIT_TIMEOUT)
         for thread in self._threads:
             thread.join(EXIT_TIMEOUT)
-        for pipe in (self.process.stdout, self.process.stderr):
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
                 pipe.close()
 
@@ -271,6 +310,11 @@ def write_settings(data_dir: Path, settings: Mapping[str, Any]) -> None:
 
 def db_path(data_dir: Path) -> Path:
     return data_dir / "backend" / "data" / "index.db"
+
+
+def token_path(data_dir: Path) -> Path:
+    """Where a daemon started without a token writes the one it made up."""
+    return data_dir / "backend" / "backend.token"
 
 
 def log_text(data_dir: Path) -> str:

@@ -5,7 +5,7 @@
         /tmp/package/generated/api.github.com.json
 
 Each fixture is a documented example response, trimmed to the fields a client
-might read (real names and shapes kept); tests/fakegithub.py builds its
+might read (real names and shapes kept); tests/fakegithub/ builds its
 responses from them. The events example holds only WatchEvent and PushEvent,
 so the other event payloads are assembled from their schemas' properties,
 filled with the values of the matching examples (issue, comment, review, pull).
