@@ -12,7 +12,7 @@
    (exact, paraphrase, particle, mixed, cross). fts and vector alone are the
    baselines of hybrid: the ratio hybrid / max(fts, vector) is printed.
 3. Fusion, offline on the candidate lists hybrid uses (the FTS query's top 50
-   chunks with their BM25 scores, the same SQL as C{fts_ranked}; the 50 chunks
+   chunks with their BM25 scores, from C{fts_scored} as C{fts_ranked}; the 50 chunks
    nearest the query vector, exact cosine over the stored vectors, the query
    embedded by enttok's C{SubprocessEmbedder}; best chunk per note): reciprocal
    rank fusion as C{enttok.index.search.fuse} does, against convex combinations
@@ -47,8 +47,6 @@ from bench._indexutil import db_path, load_average, read_only, vault_daemon
 QUERIES = REPO / "bench" / "data" / "queries.json"
 MODES = ("fts", "vector", "hybrid")
 ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
-STOP_WORDS = frozenset({"a", "an", "and", "at", "by", "for", "how", "in", "of", "on", "the",
-                        "to", "with", "when"})
 
 Ranking = list[str]
 Labels = dict[str, int]
@@ -124,27 +122,13 @@ def fts_candidates(conn: Any, text: str, depth: int,
     @param fallback: when no chunk has every term, take chunks with any term (as the
         daemon does); C{False}: return nothing then.
     """
-    from enttok.index.search import BM25_WEIGHTS, SearchQuery, fts_ranked
-    from enttok.index.text import fts_query, query_terms
+    from enttok.index.search import SearchQuery, fts_scored
+    from enttok.index.text import query_terms
 
     terms = query_terms(text)
     if not terms:
         return []
-    bm25 = f"bm25(chunk_fts, {', '.join(map(str, BM25_WEIGHTS))})"
-    sql = (f"select f.rowid, c.note_id, {bm25} from chunk_fts f "
-           f"join chunks c on c.chunk_id = f.rowid join notes n on n.note_id = c.note_id "
-           f"where chunk_fts match ? order by {bm25} limit ?")
-    rows: list[tuple[int, int, float]] = []
-    for any_term in (False, True):
-        rows = conn.execute(sql, (fts_query(terms, any_term), depth)).fetchall()
-        if rows or len(terms) < 2 or not fallback:
-            break
-    if not fallback:
-        return rows
-    expected = fts_ranked(conn, SearchQuery(q=text), terms, depth)
-    if [(r[0], r[1]) for r in rows] != expected:
-        raise RuntimeError(f"offline FTS differs from fts_ranked for {text!r}")
-    return rows
+    return fts_scored(conn, SearchQuery(q=text), terms, depth, fallback)
 
 
 def vector_candidates(matrix: Any, ids: list[tuple[int, int]], query: Any,
@@ -248,7 +232,7 @@ def fusion_study(data_dir: Path, queries: list[dict[str, Any]], k: int,
 
 def paraphrase_overlap(data_dir: Path, queries: list[dict[str, Any]]) -> list[str]:
     """For paraphrase queries: the non-stop-word terms the FTS index finds in a target."""
-    from enttok.index.text import fts_query, query_terms
+    from enttok.index.text import STOP_WORDS, fts_query, query_terms
 
     conn = read_only(db_path(data_dir))
     problems = []

@@ -8,8 +8,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from enttok.index.embedder import EmbedderUnavailable, HashingEmbedder, IEmbedder
-from enttok.index.search import RRF_K, best_per_note, fuse
-from enttok.index.text import MAX_QUERY_CHARS, fts_query, fts_text, highlight, query_terms
+from enttok.index.search import RRF_K, SearchQuery, best_per_note, fts_ranked, fts_scored, fuse
+from enttok.index.text import (
+    MAX_QUERY_CHARS,
+    MAX_TERMS,
+    STOP_WORDS,
+    fts_query,
+    fts_text,
+    highlight,
+    query_terms,
+)
 from tests.indexsupport import APIClient, IndexFixture, make_vault
 
 MEETING = "journal/2024-05-02 회의.md"
@@ -55,6 +63,47 @@ class FullTextTests(SearchCase):
         self.assertEqual(self.fx.paths("flour dough", mode="fts"), [BREAD])
         found = self.fx.paths("flour overnight", mode="fts")
         self.assertEqual(sorted(found), sorted([BREAD, STANDUP]))
+
+    def test_stop_words_are_left_out(self) -> None:
+        self.assertEqual(query_terms("How do we knead the dough?"), ["knead", "dough"])
+        # All-terms: without stop words the sentence finds the one note about it.
+        self.assertEqual(self.fx.paths("how do we knead the dough", mode="fts"), [BREAD])
+        # Any-term fallback ("rye" is nowhere): the remaining terms only, so not the
+        # notes that merely say "we" or "the".
+        self.assertEqual(self.fx.paths("how do we bake with rye", mode="fts"), [BREAD])
+
+    def test_query_of_stop_words_only(self) -> None:
+        self.assertEqual(query_terms("To be, or not to be"), ["to", "be", "or", "not"])
+        self.assertEqual(sorted(self.fx.paths("the", mode="fts")),
+                         sorted([STANDUP, PIPELINE, BREAD, "trips/istanbul.md"]))
+        self.assertEqual(self.fx.paths("of the", mode="fts"), ["trips/istanbul.md"])
+
+    def test_stop_words_do_not_use_up_the_term_limit(self) -> None:
+        words = sorted(STOP_WORDS)
+        self.assertGreater(len(words), MAX_TERMS)
+        self.assertEqual(query_terms(" ".join(words) + " yeast"), ["yeast"])
+        self.assertEqual(query_terms(" ".join(words)), words[:MAX_TERMS])
+
+    def test_stop_words_are_not_highlighted(self) -> None:
+        [hit] = self.fx.search("how is the index rebuilt", mode="fts")["hits"]
+        self.assertEqual(hit["path"], STANDUP)
+        marked = {hit["snippet"][s:e].lower() for s, e in hit["highlights"]}
+        self.assertEqual(marked, {"inde", "rebu"})
+
+    def test_ranking_with_and_without_filters_agree(self) -> None:
+        # Without filters FTS5 ranks alone and only the top rows are joined; with
+        # them the join comes first. A row has the same score either way.
+        terms = query_terms("index")
+        plain = fts_scored(self.fx.conn, SearchQuery(q="index"), terms, 10)
+        filtered = fts_scored(self.fx.conn, SearchQuery(q="index", date_to="9999-12-31"),
+                              terms, 10)
+        self.assertEqual(len(plain), 3)
+        self.assertEqual(len(filtered), 1)  # the only dated note that says "index"
+        self.assertEqual([r for r in plain if r[0] == filtered[0][0]], filtered)
+        scores = [r[2] for r in plain]
+        self.assertEqual(scores, sorted(scores))
+        self.assertEqual(fts_ranked(self.fx.conn, SearchQuery(q="index"), terms, 2),
+                         [(r[0], r[1]) for r in plain[:2]])
 
     def test_korean_two_syllables_match_inside_words(self) -> None:
         found = self.fx.paths("회의", mode="fts")

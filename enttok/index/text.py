@@ -5,7 +5,8 @@ strategy of Lucene's CJK analyzer: "회의를" becomes "회의 의를", so a two
 query such as "회의" matches "회의를" and "회의록", which the plain unicode61
 tokenizer (the particle stays attached) and the trigram tokenizer (three
 characters at least) both miss. Latin text goes through unicode61 + porter, so
-"indexing" finds "index". See docs/search.md.
+"indexing" finds "index". English stop words are left out of queries that have
+other words. See docs/search.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ _LATIN_TERM = re.compile(r"^[^\W_]+$")
 
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 32
+#: English words left out of a query that has other words: Lucene's English stop
+#: words and the question words of sentence-like queries ("how do we ...").
+STOP_WORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
+    "it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there",
+    "these", "they", "this", "to", "was", "will", "with",
+    "about", "can", "could", "did", "do", "does", "from", "how", "i", "my", "our", "should",
+    "so", "we", "what", "when", "where", "which", "who", "why", "would", "you", "your",
+})
 
 
 def bigrams(run: str) -> list[str]:
@@ -37,9 +47,14 @@ def fts_text(text: str) -> str:
 
 
 def query_terms(query: str) -> list[str]:
-    """The search terms of a query, NFC-normalised, lower-cased, in order, unique."""
+    """
+    The search terms of a query, NFC-normalised, lower-cased, in order, unique;
+    without stop words, unless the query has nothing else.
+    """
     found = _TERM.findall(unicodedata.normalize("NFC", query).lower())
-    return list(dict.fromkeys(t for t in found if t.strip("_")))[:MAX_TERMS]
+    terms = list(dict.fromkeys(t for t in found if t.strip("_")))
+    kept = [t for t in terms if t not in STOP_WORDS]
+    return (kept or terms)[:MAX_TERMS]
 
 
 def _quote(token: str) -> str:
