@@ -108,6 +108,15 @@ def allowed_chunks(conn: sqlite3.Connection, query: SearchQuery) -> set[int] | N
     return {r[0] for r in rows}
 
 
+def chunk_note_ids(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
+    """chunk id -> note id, for the chunks of C{ids} that still exist."""
+    if not ids:
+        return {}
+    rows = conn.execute(f"select chunk_id, note_id from chunks where chunk_id in "
+                        f"({','.join('?' * len(ids))})", list(ids)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
 def chunk_notes(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
     """chunk id -> (note id, path, title, heading path json, text, date, tags json)."""
     if not ids:
@@ -187,14 +196,16 @@ class Searcher:
                                         query.any_term or not use_vectors)
             fts = best_per_note(ranked)
         if embedding is not None:
-            allowed = yield index.db.run(allowed_chunks, query)
+            allowed = None
+            if query.filters()[0]:
+                allowed = yield index.db.run(allowed_chunks, query)
             vectors = yield embedding
             found = []
             if self._vectors_current():
                 found = yield index.run_cpu(index.vectors.query, vectors[0], depth,
                                             None if allowed is None else allowed.__contains__)
-            notes = yield index.db.run(chunk_notes, [cid for cid, _ in found])
-            vector = best_per_note([(cid, notes[cid][0]) for cid, _ in found if cid in notes])
+            notes = yield index.db.run(chunk_note_ids, [cid for cid, _ in found])
+            vector = best_per_note([(cid, notes[cid]) for cid, _ in found if cid in notes])
         if mode == "hybrid":
             ordered = fuse(fts, vector, query.k)
         else:
