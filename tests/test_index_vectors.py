@@ -11,6 +11,7 @@ import numpy as np
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from enttok.index import indexer
 from enttok.index import store as index_store
 from enttok.index.embedder import HashingEmbedder, IEmbedder
 from enttok.index.search import Searcher, SearchQuery
@@ -300,6 +301,7 @@ class CrashTests(SynchronousTestCase):
         return again
 
     def test_vector_index_raises_mid_update(self) -> None:
+        self.patch(indexer, "EMBED_BATCH", 64)
         vectors = self.first.vectors
         real_add = vectors.add
         calls: list[int] = []

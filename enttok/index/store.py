@@ -237,6 +237,31 @@ def texts_for(conn: sqlite3.Connection, hashes: Sequence[str]) -> list[tuple[str
     return out
 
 
+def embed_lengths(conn: sqlite3.Connection, hashes: Sequence[str]) -> dict[str, int]:
+    """
+    The length (in characters, as sentence-transformers measures it) of the text
+    to embed of each of C{hashes} that some chunk still has.
+    """
+    out: dict[str, int] = {}
+    for part in _chunked(list(dict.fromkeys(hashes))):
+        rows = conn.execute(
+            f"select content_hash, length(min(embed_text)) from chunks where content_hash in "
+            f"({','.join('?' * len(part))}) group by content_hash", list(part)).fetchall()
+        out.update((r[0], int(r[1])) for r in rows)
+    return out
+
+
+def hashes_without_vectors(conn: sqlite3.Connection, model_id: str, limit: int) -> list[str]:
+    """
+    Up to C{limit} distinct chunk hashes lacking a C{model_id} vector (a table
+    scan, like L{chunks_without_vectors}, without the texts).
+    """
+    return [r[0] for r in conn.execute(
+        "select distinct c.content_hash from chunks c where not exists "
+        "(select 1 from embeddings e where e.content_hash = c.content_hash "
+        "and e.model_id = ?) limit ?", (model_id, limit)).fetchall()]
+
+
 def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str, bytes],
                   now: str) -> BatchResult:
     """Store vectors; return the (chunk id, vector) pairs they cover, for the hnsw index."""
