@@ -179,8 +179,12 @@ class VaultWatcher(Service):
         if mask & inotify.IN_ISDIR and mask & (inotify.IN_MOVED_FROM | inotify.IN_MOVED_TO):
             # A folder moved in, out or within: which notes moved is unknown here.
             if mask & inotify.IN_MOVED_TO and _is_visible(rel):
-                self._add_watch(full)
-                self._watch_below(full)
+                try:
+                    self._add_watch(full)
+                except Exception as e:  # moved on again, or out of inotify watches
+                    self.log.warn("cannot watch {path}: {error}", path=full, error=str(e))
+                else:
+                    self._watch_below(full)
             self.rescan()
             return
         if not _is_note(rel):
