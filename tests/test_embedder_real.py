@@ -21,6 +21,7 @@ from enttok.index.embedder import (
     EmbedderUnavailable,
     SentenceTransformerEmbedder,
     SubprocessEmbedder,
+    mean_pooling_forward,
 )
 
 try:
@@ -128,20 +129,54 @@ class RealModelTests(SynchronousTestCase):
         np.testing.assert_allclose(vectors[-1], local.embed(texts[-1:])[0], atol=1e-4)
 
     def test_small_call_on_one_thread(self) -> None:
-        """A query is encoded on one torch thread (the same vector), and the
-        thread count is restored for the batches that follow."""
+        """A query is encoded on one torch thread, by the direct forward pass
+        (the same vector as in a batch), and the thread count is restored."""
         import torch
 
         local, _ = self.embedders()
+        self.assertIsNotNone(local._forward)
         before = torch.get_num_threads()
         during: list[int] = []
-        encode = local._model.encode
-        self.patch(local._model, "encode",
-                   lambda *a, **kw: during.append(torch.get_num_threads()) or encode(*a, **kw))
+        forward = local._forward
+        self.patch(local, "_forward",
+                   lambda texts: during.append(torch.get_num_threads()) or forward(texts))
         alone = local.embed([PARAPHRASE])[0]
         self.assertEqual((during, torch.get_num_threads()), ([1], before))
         in_batch = local.embed([MEETING, PARAPHRASE, "x " * SMALL_CALL_CHARS])[1]
+        self.assertEqual(len(during), 1)  # a large call goes through encode
         np.testing.assert_allclose(alone, in_batch, atol=1e-4)
+
+    def test_direct_forward_matches_encode(self) -> None:
+        """Texts of different lengths in one small call (padded) get encode's vectors."""
+        local, _ = self.embedders()
+        texts = ["회의", PARAPHRASE, "", "deploy the release on Friday after the review " * 3]
+        assert local._forward is not None
+        direct = local._forward(texts)
+        expected = local._model.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+        self.assertEqual((direct.shape, direct.dtype), ((4, 384), np.float32))
+        np.testing.assert_allclose(direct, expected, atol=1e-5)
+        np.testing.assert_allclose(local.embed(texts), expected, atol=1e-5)
+
+    def test_direct_forward_only_for_plain_mean_pooling(self) -> None:
+        """Another pipeline (here: CLS pooling, or an extra module) keeps encode."""
+        local, _ = self.embedders()
+        model = local._model
+        transformer, pooling = model[0], model[1]
+        self.assertIsNotNone(mean_pooling_forward(model))
+
+        class Pooling:
+            def get_config_dict(self) -> dict[str, Any]:
+                return {"pooling_mode": "cls"}
+
+        class Dense:
+            pass
+
+        class Model(list):  # type: ignore[type-arg]
+            max_seq_length = 256
+
+        self.assertIsNone(mean_pooling_forward(Model([transformer, Pooling()])))
+        self.assertIsNone(mean_pooling_forward(Model([transformer, pooling, Dense()])))
+        self.assertIsNone(mean_pooling_forward(Model([transformer])))
 
     def test_bad_model_folder(self) -> None:
         self.embedders()  # sentence-transformers is imported: this one fails fast

@@ -15,7 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface, implementer
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 BATCH_SIZE = 32
-#: Calls with at most this many characters in all (a search query) use one torch thread.
+#: Calls with at most this many characters in all (a search query) use one torch
+#: thread and, when the model allows, L{mean_pooling_forward}.
 SMALL_CALL_CHARS = 1000
 
 
@@ -116,6 +117,7 @@ class SentenceTransformerEmbedder:
         self.model_id = DEFAULT_MODEL_ID if path is None else f"local:{os.path.abspath(path)}"
         self.dimension = 384 if path is None else 0
         self._model: Any = None
+        self._forward: Callable[[list[str]], np.ndarray] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -142,6 +144,7 @@ class SentenceTransformerEmbedder:
                          or model.get_sentence_embedding_dimension)
             self.dimension = int(dimension() or 0)
             model.encode(["warm up"], show_progress_bar=False)  # the first call is slow
+            self._forward = checked_forward(model)
             self._model = model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -152,20 +155,89 @@ class SentenceTransformerEmbedder:
         threads = torch.get_num_threads()
         # A search query is too small to share between threads: on two cores one
         # thread encodes it in ~13 ms, two in ~20 ms (thread hand-offs dominate).
-        single = threads > 1 and sum(map(len, texts)) <= SMALL_CALL_CHARS
+        small = bool(texts) and sum(map(len, texts)) <= SMALL_CALL_CHARS
+        single = small and threads > 1
         if single:
             torch.set_num_threads(1)
         try:
-            vectors = self._model.encode(list(texts), batch_size=BATCH_SIZE,
-                                         normalize_embeddings=True, convert_to_numpy=True,
-                                         show_progress_bar=False)
+            if small and self._forward is not None:
+                vectors = self._forward(list(texts))
+            else:
+                vectors = self._model.encode(list(texts), batch_size=BATCH_SIZE,
+                                             normalize_embeddings=True, convert_to_numpy=True,
+                                             show_progress_bar=False)
         finally:
             if single:
                 torch.set_num_threads(threads)
         return np.asarray(vectors, dtype=np.float32)
 
     def close(self) -> None:
-        self._model = None
+        self._model = self._forward = None
+
+
+#: What a direct forward pass may differ from C{encode} by, per coordinate.
+FORWARD_TOLERANCE = 1e-5
+_FORWARD_CHECK = ["warm up", "회의록을 정리했다",
+                  "Twisted Deferred chains, SQLite FTS5 and hnswlib"]
+
+
+def mean_pooling_forward(model: Any) -> Callable[[list[str]], np.ndarray] | None:
+    """
+    A short cut around C{model.encode} for a few short texts: tokenizer, the
+    transformer's forward pass, mean pooling, L2 norm: no batching, sorting or
+    feature dictionaries (on two cores: ~12 ms instead of ~15 for one query).
+
+    C{None} unless the model is exactly that pipeline (Transformer, mean
+    Pooling, optionally Normalize) without a lower-casing step.
+    """
+    modules = list(model)
+    names = [type(m).__name__ for m in modules]
+    if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return None
+    transformer, pooling = modules[0], modules[1]
+    config = pooling.get_config_dict()
+    # New sentence-transformers: pooling_mode; older: one pooling_mode_*_tokens flag each.
+    flags = {k for k, v in config.items() if k.startswith("pooling_mode_") and v is True}
+    mean_only = (config.get("pooling_mode") == "mean"
+                 or flags == {"pooling_mode_mean_tokens"})
+    network = getattr(transformer, "auto_model", None)
+    tokenizer = getattr(transformer, "tokenizer", None)
+    if (not mean_only or network is None or tokenizer is None
+            or getattr(transformer, "do_lower_case", False)):
+        return None
+    max_length = model.max_seq_length
+
+    def forward(texts: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            features = tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                                 return_tensors="pt")
+            tokens = network(input_ids=features["input_ids"],
+                             attention_mask=features["attention_mask"]).last_hidden_state
+            mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return vectors.numpy().astype("float32", copy=False)
+
+    return forward
+
+
+def checked_forward(model: Any) -> Callable[[list[str]], np.ndarray] | None:
+    """L{mean_pooling_forward}, if it gives C{encode}'s vectors on a few texts."""
+    import numpy as np
+
+    forward = mean_pooling_forward(model)
+    if forward is None:
+        return None
+    try:
+        direct = np.vstack([forward([text]) for text in _FORWARD_CHECK])
+    except Exception:
+        return None
+    expected = model.encode(_FORWARD_CHECK, normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=False)
+    same = direct.shape == expected.shape and np.abs(direct - expected).max() <= FORWARD_TOLERANCE
+    return forward if same else None
 
 
 def worker_environment() -> dict[str, str]:
