@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from treq.client import HTTPClient
@@ -40,6 +41,7 @@ from enttok.settings import SettingsStore
 from enttok.settings.schema import secrets_of
 from enttok.store import Database, SchemaTooNew
 from enttok.store import jobs as job_store
+from enttok.store.db import damage_marker, is_damage
 from enttok.store.salvage import salvage
 from enttok.suggest.job import suggest_job
 from enttok.threads import ThreadPoolService, pool_runner
@@ -62,23 +64,35 @@ class DatabaseService(Service):
 
 
 def open_database(reactor: Any, config: Config, parent: MultiService) -> Database:
-    """Open (and migrate) C{index.db} with its own single writer thread."""
+    """
+    Open (and migrate) C{index.db} with its own single writer thread.
+
+    A file that cannot be opened, or that was found damaged while running (see
+    L{Database.note_damage}), is set aside and replaced by a fresh one that
+    keeps what was readable of the jobs and embeddings; the vault is rescanned.
+    """
     pool = ThreadPool(1, 1, "enttok-db")
     ThreadPoolService(reactor, pool).setServiceParent(parent)
     db = Database(config.db_path, pool_runner(reactor, pool))
-    try:
-        db.open()
-    except SchemaTooNew as e:
-        raise ConfigError(str(e)) from None
-    except sqlite3.DatabaseError as e:
-        if isinstance(e, sqlite3.OperationalError) and not _is_corruption(e):
-            raise ConfigError(f"cannot open {config.db_path}: {e}{_if_full(config)}") from None
+    marker = damage_marker(config.db_path)
+    damage = _recorded_damage(marker)
+    if damage is None:
+        try:
+            db.open()
+        except SchemaTooNew as e:
+            raise ConfigError(str(e)) from None
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and not is_damage(e):
+                raise ConfigError(f"cannot open {config.db_path}: {e}{_if_full(config)}") from None
+            damage = str(e)
+    if damage is not None:
         aside = salvage(config.db_path)
+        marker.unlink(missing_ok=True)
         # Once running, so that the JSON log (which starts with the services) has it too.
         reactor.callWhenRunning(
             log.warn, "{path} was corrupt ({error}); moved to {aside} and started afresh, "
             "keeping what was readable of the jobs; the index is rebuilt from the vault",
-            path=str(config.db_path), error=str(e), aside=str(aside))
+            path=str(config.db_path), error=damage, aside=str(aside))
         try:
             db.open()
         except sqlite3.DatabaseError as again:
@@ -88,6 +102,16 @@ def open_database(reactor: Any, config: Config, parent: MultiService) -> Databas
     return db
 
 
+def _recorded_damage(marker: Path) -> str | None:
+    """The error a previous run recorded in C{marker}, if it did."""
+    try:
+        return marker.read_text(encoding="utf-8", errors="replace").strip() or "damaged"
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"damaged (the note of it is unreadable: {e.strerror})"
+
+
 def _if_full(config: Config) -> str:
     """A note when the data folder's disk is full (SQLite may only say "disk I/O error")."""
     try:
@@ -95,11 +119,6 @@ def _if_full(config: Config) -> str:
     except OSError:
         return ""
     return " (the disk is full)" if free < 64 * 1024 else ""
-
-
-def _is_corruption(error: sqlite3.Error) -> bool:
-    text = str(error).lower()
-    return "malformed" in text or "not a database" in text or "corrupt" in text
 
 
 def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: VaultIndex,
@@ -217,7 +236,8 @@ def from_config(reactor: Any, config: Config,
     settings.subscribe(vault_changed)
 
     def status() -> Mapping[str, Any]:
-        return {**engine.status(), "scheduler": scheduler.status()}
+        return {**engine.status(), "scheduler": scheduler.status(),
+                "database": {"damaged": db.damage is not None, "error": db.damage}}
 
     api = BackendAPI(reactor, settings, status, engine, index, db)
     stream = EventStream(reactor, bus, db)

@@ -34,6 +34,7 @@ from enttok.jobs.model import (
     check_transition,
 )
 from enttok.jobs.registry import UnknownJobType
+from enttok.maintenance import compact as compact_module
 from enttok.maintenance.compact import DAY, compact_job
 from enttok.service import from_config
 from enttok.store import jobs as store
@@ -676,6 +677,13 @@ class CompactTests(SynchronousTestCase):
         self.assertIsInstance(result["size_after"], int)
         result = self.compact({"analyze": False})
         self.assertEqual((result["analyzed"], result["vacuumed"]), (False, False))
+
+    def test_failed_integrity_check_marks_the_file_for_repair(self) -> None:
+        problems = ["*** in database main ***", "Page 7: btreeInitPage() returns error code 11"]
+        self.patch(compact_module, "_integrity", lambda conn: problems)
+        result = self.compact()
+        self.assertEqual(result["integrity_check"], problems)
+        self.assertEqual(self.h.db.damage, "integrity check: *** in database main ***")
 
     def test_reports_progress(self) -> None:
         job_id, _ = self.h.submit(self, "maintenance.compact")

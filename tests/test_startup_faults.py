@@ -241,18 +241,54 @@ class CorruptFilesTests(FaultCase):
             self.assertFilesConsistent(data_dir)
 
     def test_unreadable_index_db_set_aside_and_rebuilt(self) -> None:
-        data_dir, _, _ = self.indexed_data_dir()
+        data_dir, _, job_id = self.indexed_data_dir()
         path = db_path(data_dir)
         with open(path, "r+b") as f:
             f.write(b"this is not an SQLite database\0" * 4)
         daemon = start(self, data_dir)
         self.wait_index(daemon)
-        # Unreadable, so lost (and the job ids start again: see the report).
+        # Unreadable, so lost; but the new job ids go on after the old ones.
         self.assertNotIn("maintenance.compact",
                          {job["type"] for job in daemon.ok("GET", "/jobs")["jobs"]})
+        self.assertGreater(daemon.submit("maintenance.compact"), job_id)
         self.assertEqual(daemon.terminate(), 0, daemon.output_tail())
         aside = [p.name for p in path.parent.iterdir() if ".corrupt-" in p.name]
         self.assertTrue(any(name.startswith("index.db.corrupt-") for name in aside), aside)
+        self.assertIn("was corrupt", log_text(data_dir))
+        self.assertFilesConsistent(data_dir)
+
+    def test_damage_found_while_running_is_repaired_at_the_next_start(self) -> None:
+        data_dir, _, job_id = self.indexed_data_dir()
+        path = db_path(data_dir)
+        conn = sqlite3.connect(path)
+        page_size = conn.execute("pragma page_size").fetchone()[0]
+        # The full-text index's root page: read by a search, not at start.
+        (root,) = conn.execute("select rootpage from sqlite_schema "
+                               "where name = 'chunk_fts_data'").fetchone()
+        conn.close()
+        with open(path, "r+b") as f:
+            f.seek((root - 1) * page_size)
+            f.write(random.Random(3).randbytes(page_size))
+        daemon = start(self, data_dir)
+        self.assertEqual(daemon.ok("GET", "/status")["database"],
+                         {"damaged": False, "error": None})
+        status, answer = daemon.call("GET", "/search?q=topic3&mode=fts")
+        self.assertEqual((status, answer["error"]["code"]), (503, "database_damaged"))
+        database = daemon.ok("GET", "/status")["database"]
+        self.assertTrue(database["damaged"], database)
+        self.assertTrue(path.with_name("index.db.damaged").exists())
+        self.assertEqual(daemon.terminate(), 0, daemon.output_tail())
+
+        daemon = start(self, data_dir)
+        self.wait_index(daemon)
+        self.assertEqual(daemon.ok("GET", "/status")["database"],
+                         {"damaged": False, "error": None})
+        found = daemon.ok("GET", "/search?q=topic3&mode=fts&k=1")["hits"]
+        self.assertEqual([hit["path"] for hit in found], ["daily/2026-11-04.md"])
+        self.assertEqual(daemon.job(job_id)["type"], "maintenance.compact")
+        self.assertEqual(daemon.terminate(), 0, daemon.output_tail())
+        self.assertFalse(path.with_name("index.db.damaged").exists())
+        self.assertIn("will be repaired at the next start", log_text(data_dir))
         self.assertIn("was corrupt", log_text(data_dir))
         self.assertFilesConsistent(data_dir)
 

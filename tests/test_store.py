@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from attrs import evolve
 from twisted.trial.unittest import SynchronousTestCase
@@ -18,9 +19,11 @@ from enttok.jobs.model import (
 )
 from enttok.store import Database, SchemaTooNew
 from enttok.store import jobs as store
-from enttok.store.db import BUSY_TIMEOUT_MS
+from enttok.store import salvage as salvage_module
+from enttok.store.db import BUSY_TIMEOUT_MS, damage_marker, is_damage
 from enttok.store.jobs import EventRow
 from enttok.store.migrations import LATEST, MIGRATIONS, current_version, migrate
+from enttok.store.salvage import highest_job_id, salvage
 from enttok.threads import run_inline
 
 
@@ -298,3 +301,63 @@ class JobNumberTests(StoreCase):
         self.assertEqual(store.max_job_number(conn, "job_20240501_"), 1000)
         self.assertEqual(store.max_job_number(conn, "job_20240502_"), 4)
         self.assertEqual(store.max_job_number(conn, "job_20240503_"), 0)
+        store.set_meta(conn, store.JOB_ID_FLOOR, "job_20240502_040")
+        self.assertEqual(store.max_job_number(conn, "job_20240502_"), 40)
+        self.assertEqual(store.max_job_number(conn, "job_20240501_"), 1000)
+
+
+class DamageTests(StoreCase):
+    """SQLite reporting a damaged file while running, and the salvage at the next start."""
+
+    def test_damage_is_recorded_once_for_the_next_start(self) -> None:
+        path = self.mktemp()
+        db = Database(path, run_inline)
+        db.open()
+        self.addCleanup(db.close)
+
+        def fails(conn: sqlite3.Connection, error: Exception) -> None:
+            raise error
+
+        busy = sqlite3.OperationalError("database is locked")
+        self.failureResultOf(db.run(fails, busy), sqlite3.OperationalError)
+        self.assertIsNone(db.damage)
+        self.assertFalse(damage_marker(path).exists())
+        for text in ("database disk image is malformed", "a later one"):
+            self.failureResultOf(db.run(fails, sqlite3.DatabaseError(text)),
+                                 sqlite3.DatabaseError)
+        self.assertEqual(db.damage, "database disk image is malformed")
+        self.assertEqual(damage_marker(path).read_text(), "database disk image is malformed\n")
+
+    def test_is_damage(self) -> None:
+        self.assertTrue(is_damage(sqlite3.DatabaseError("file is not a database")))
+        self.assertTrue(is_damage(sqlite3.DatabaseError("database disk image is malformed")))
+        self.assertFalse(is_damage(sqlite3.OperationalError("disk I/O error")))
+        self.assertFalse(is_damage(ValueError("malformed")))
+
+    def test_highest_job_id_across_blocks(self) -> None:
+        path = Path(self.mktemp())
+        ids = [b"job_20240501_009", b"job_20240502_003", b"job_20240501_1200"]
+        # Blocks shorter than an id: each id spans two or three of them.
+        self.patch(salvage_module, "_SCAN_BLOCK", 7)
+        path.write_bytes(b"\0junk" + b"\xff".join(ids) + b"job_2024050_1 job_x")
+        wal = Path(f"{path}-wal")
+        wal.write_bytes(b"..job_20240502_017..")
+        self.assertEqual(highest_job_id([path]), "job_20240502_003")
+        self.assertEqual(highest_job_id([path, wal, Path("/nonexistent")]), "job_20240502_017")
+        self.assertIsNone(highest_job_id([Path("/nonexistent")]))
+
+    def test_salvage_keeps_job_ids_going_when_the_jobs_are_lost(self) -> None:
+        path = Path(self.mktemp())
+        db = Database(path, run_inline)
+        db.open()
+        for n in (1, 2, 41):
+            store.insert_job(db.connection, make_job(f"job_20240501_{n:03d}"))
+        db.close()
+        with open(path, "r+b") as f:
+            f.write(b"not a database" * 8)  # the header: nothing is readable
+        aside = salvage(path)
+        self.assertTrue(aside.exists())
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("select count(*) from jobs").fetchone()[0], 0)
+        self.assertEqual(store.max_job_number(conn, "job_20240501_"), 41)

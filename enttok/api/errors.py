@@ -13,6 +13,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from enttok.store.db import is_damage
+
 log = Logger(namespace="enttok.api")
 
 
@@ -83,6 +85,10 @@ def install_error_handlers(app: Klein) -> None:
                      method=request.method, path=request.path)
             return render_error(request, APIError(
                 507, "disk_full", "the disk that holds the data folder is full"))
+        if is_damage(failure.value):
+            return render_error(request, APIError(
+                503, "database_damaged", "the index database is damaged; restart the app "
+                "to repair it (the index is rebuilt from the vault)"))
         log.failure("unexpected error answering {method} {path}", failure,
                     method=request.method, path=request.path)
         return render_error(request, APIError(500, "internal", "internal error; see the log"))

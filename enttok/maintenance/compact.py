@@ -83,6 +83,7 @@ def compact_job(db: Database, now: Callable[[], float],
         integrity = "ok" if problems == ["ok"] else problems
         if integrity != "ok":
             ctx.warn("integrity check found problems", problems=problems[:20])
+            db.note_damage(f"integrity check: {problems[0]}")
         return {"integrity_check": integrity, "pruned_jobs": pruned_jobs,
                 "pruned_events": pruned_events, "pruned_embeddings": pruned_vectors,
                 "analyzed": ctx.payload["analyze"],

@@ -11,16 +11,20 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from enttok.store.migrations import SchemaTooNew, migrate
 from enttok.threads import BlockingRunner
 
-__all__ = ["Database", "SchemaTooNew", "transaction"]
+__all__ = ["Database", "SchemaTooNew", "damage_marker", "is_damage", "transaction"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 BUSY_TIMEOUT_MS = 5000
+
+log = Logger(namespace="enttok.store")
 
 
 @contextmanager
@@ -43,6 +47,27 @@ def connect(path: Path | str) -> sqlite3.Connection:
     conn.execute("pragma synchronous = normal")
     conn.execute("pragma foreign_keys = on")
     return conn
+
+
+#: SQLite's result codes for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB).
+_DAMAGE_CODES = frozenset({11, 26})
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether C{error} is SQLite reporting a damaged database file."""
+    if not isinstance(error, sqlite3.DatabaseError):
+        return False
+    code = getattr(error, "sqlite_errorcode", None)  # extended: the low byte is primary
+    if code is not None and code & 0xFF in _DAMAGE_CODES:
+        return True
+    text = str(error).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def damage_marker(path: Path | str) -> Path:
+    """The file that asks the next start to repair C{path} (see L{Database.note_damage})."""
+    path = Path(path)
+    return path.with_name(path.name + ".damaged")
 
 
 def _create_private(path: Path | str) -> None:
@@ -68,6 +93,8 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         #: Whether start-up found the file corrupt and started afresh.
         self.recovered = False
+        #: What SQLite said when it first found the file damaged while running.
+        self.damage: str | None = None
 
     def open(self) -> None:
         """
@@ -94,7 +121,30 @@ class Database:
     def run(self, f: Callable[Concatenate[sqlite3.Connection, P], T],
             *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         """Call C{f(connection, *args, **kwargs)} on the database thread."""
-        return self._run(self._call, f, *args, **kwargs)
+        return self._run(self._call, f, *args, **kwargs).addErrback(self._check_damage)
+
+    def _check_damage(self, failure: Failure) -> Failure:
+        if is_damage(failure.value):
+            self.note_damage(failure.getErrorMessage())
+        return failure
+
+    def note_damage(self, error: str) -> None:
+        """
+        Record that the file is damaged (a corrupt page met by a query, or a
+        failed integrity check): L{damage_marker} makes the next start set the
+        file aside and rebuild, as for a file that cannot be opened at all.
+        """
+        if self.damage is not None:
+            return
+        self.damage = error
+        log.error("{path} is damaged ({error}); it will be repaired at the next start",
+                  path=str(self.path), error=error)
+        if str(self.path) == ":memory:":
+            return
+        try:
+            damage_marker(self.path).write_text(error + "\n", encoding="utf-8")
+        except OSError as e:
+            log.error("could not record the damage: {error}", error=str(e))
 
     def _call(self, f: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return f(self.connection, *args, **kwargs)

@@ -161,11 +161,20 @@ def max_event_id(conn: sqlite3.Connection) -> int:
     return int(value or 0)
 
 
+#: The C{meta} key of the highest job id a damaged database held (see salvage).
+JOB_ID_FLOOR = "job_id_floor"
+
+
 def max_job_number(conn: sqlite3.Connection, day_prefix: str) -> int:
-    """The highest C{NNN} among ids C{<day_prefix>NNN} (C{job_YYYYMMDD_})."""
+    """The highest C{NNN} among ids C{<day_prefix>NNN} (C{job_YYYYMMDD_}), counting
+    the L{JOB_ID_FLOOR} left by a salvage."""
     rows = conn.execute("select job_id from jobs where job_id >= ? and job_id < ?",
                         (day_prefix, day_prefix + "~")).fetchall()
-    numbers = [int(r[0][len(day_prefix):]) for r in rows if r[0][len(day_prefix):].isdigit()]
+    ids = [r[0] for r in rows]
+    floor = get_meta(conn, JOB_ID_FLOOR)
+    if floor is not None and floor.startswith(day_prefix):
+        ids.append(floor)
+    numbers = [int(i[len(day_prefix):]) for i in ids if i[len(day_prefix):].isdigit()]
     return max(numbers, default=0)
 
 

@@ -8,13 +8,16 @@ still readable is copied over.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from twisted.logger import Logger
 
 from enttok.store.db import connect, transaction
+from enttok.store.jobs import JOB_ID_FLOOR, set_meta
 from enttok.store.migrations import migrate
 
 log = Logger(namespace="enttok.store")
@@ -49,6 +52,32 @@ def _copy_table(old: sqlite3.Connection, new: sqlite3.Connection, table: str) ->
     return len(rows)
 
 
+_JOB_ID = re.compile(rb"job_[0-9]{8}_[0-9]{3,9}")
+_SCAN_BLOCK = 1 << 20
+
+
+def highest_job_id(files: Iterable[Path]) -> str | None:
+    """
+    The highest job id written anywhere in C{files} (a damaged database and its
+    WAL), read as raw bytes: ids stay findable when the jobs table is not.
+    """
+    best: tuple[tuple[int, int], bytes] | None = None
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                tail = b""
+                while block := f.read(_SCAN_BLOCK):
+                    text = tail + block
+                    for found in _JOB_ID.findall(text):
+                        key = (int(found[4:12]), int(found[13:]))
+                        if best is None or key > best[0]:
+                            best = (key, found)
+                    tail = text[-24:]  # an id cut by the block boundary
+        except OSError:
+            continue
+    return None if best is None else best[1].decode("ascii")
+
+
 def salvage(path: Path) -> Path:
     """
     Move a corrupt database aside, create a fresh one at C{path}, and copy the
@@ -60,6 +89,11 @@ def salvage(path: Path) -> Path:
     fresh = connect(path)
     try:
         migrate(fresh)
+        # Job ids must not repeat even when the jobs table is lost (a client may
+        # still hold one): new ids of the same day go on after the highest seen.
+        floor = highest_job_id(Path(f"{aside}{suffix}") for suffix in ("", "-wal"))
+        if floor is not None:
+            set_meta(fresh, JOB_ID_FLOOR, floor)
         try:
             old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
         except sqlite3.Error:

@@ -43,6 +43,8 @@ export interface BackendStatus {
   queue_depth: number;
   workers: { active: number; idle: number };
   scheduler: { running: boolean; jobs: number };
+  /** Damaged: SQLite found index.db damaged; the next start repairs it. */
+  database: { damaged: boolean; error: string | null };
 }
 
 export interface IndexStatus {

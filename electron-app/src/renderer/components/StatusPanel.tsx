@@ -104,6 +104,12 @@ export function StatusPanel({ client, socket, refreshKey }: StatusPanelProps) {
           </dd>
         </div>
       </dl>
+      {snapshot?.status.database?.damaged && (
+        <p className="error" data-testid="database-damaged">
+          The index database is damaged. Restart enttok to repair it: the index is rebuilt
+          from your vault, and your jobs and embeddings are kept where readable.
+        </p>
+      )}
       {error && <p className="error">{error}</p>}
     </Panel>
   );
