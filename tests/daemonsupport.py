@@ -272,23 +272,50 @@ def start(case: SynchronousTestCase, data_dir: Path, *args: str, **kwargs: Any) 
 
 
 class FakeGitHubProcess:
-    """C{python -m tests.fakegithub} in a child process; it stops when its stdin closes."""
+    """
+    C{python -m tests.fakegithub} in a child process, serving a generated dataset; it
+    stops when its stdin closes (L{stop}, also a cleanup of the test). Its output is
+    read by threads so that no pipe fills; its stderr is shown if it fails to start.
+
+    @param args: more options of C{tests.fakegithub} (C{--login}, C{--now},
+        C{--seed}...), after the ones above (so that they override them).
+    @param start_timeout: how long to wait for the line it prints once listening.
+    """
 
     def __init__(self, case: SynchronousTestCase, token: str, repos: int = 3,
-                 items: int = 100, latency: float = 0.0) -> None:
+                 items: int = 100, latency: float = 0.0, args: Sequence[str] = (),
+                 start_timeout: float = READY_TIMEOUT) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.fakegithub", "--token", token, "--repos",
-             str(repos), "--items", str(items), "--latency", str(latency)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+             str(repos), "--items", str(items), "--latency", str(latency), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=child_env(), cwd=str(REPO))
         case.addCleanup(self.stop)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # printed once listening (or EOF on failure)
-        if not line:
-            case.fail("the fake GitHub did not start")
+        self.stdout_lines: list[bytes] = []
+        self.stderr_lines: list[bytes] = []
+        lines: queue.Queue[bytes | None] = queue.Queue()
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._threads = [threading.Thread(target=_pump, args=(pipe, out, q), daemon=True)
+                         for pipe, out, q in ((self.process.stdout, self.stdout_lines, lines),
+                                              (self.process.stderr, self.stderr_lines, None))]
+        for thread in self._threads:
+            thread.start()
+        try:
+            line = lines.get(timeout=start_timeout)  # printed once listening
+        except queue.Empty:
+            case.fail(f"the fake GitHub did not start within {start_timeout} s:\n"
+                      f"{self.stderr()}")
+        if line is None:  # it exited
+            self.stop()
+            case.fail(f"the fake GitHub exited ({self.process.returncode}) before "
+                      f"listening:\n{self.stderr()}")
         self.base_url: str = json.loads(line)["base_url"]
 
+    def stderr(self) -> str:
+        return b"".join(self.stderr_lines).decode("utf-8", "replace")
+
     def stop(self) -> None:
+        """Close its stdin and wait for it to exit (killing it if it does not)."""
         if self.process.poll() is None:
             assert self.process.stdin is not None
             self.process.stdin.close()
@@ -297,8 +324,11 @@ class FakeGitHubProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(EXIT_TIMEOUT)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for thread in self._threads:
+            thread.join(EXIT_TIMEOUT)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def write_settings(data_dir: Path, settings: Mapping[str, Any]) -> None:

@@ -8,12 +8,8 @@ L{tests.jobsupport.Harness}); the GitHub client talks to the fake over
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +27,7 @@ from enttok.connectors.github.client import GitHubClient
 from enttok.connectors.github.sync import github_sync_job
 from enttok.jobs.model import CANCELED, FAILED, SUCCEEDED, TERMINAL, Job, utc_iso
 from enttok.jobs.registry import JobType
-from tests.daemonsupport import MODULE, REPO, start
+from tests.daemonsupport import MODULE, FakeGitHubProcess, start
 from tests.fakegithub import DAY, FakeGitHub, Recorded, iso, populate, since_for, wait_until
 from tests.jobsupport import START, Harness
 
@@ -541,40 +537,6 @@ KILL_WAIT = 20.0
 FINISH_WAIT = 40.0
 
 
-class FakeProcess:
-    """C{python -m tests.fakegithub} serving a generated dataset, in a child process."""
-
-    def __init__(self, case: SynchronousTestCase, args: list[str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakegithub", *args], cwd=REPO,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        case.addCleanup(self.stop)
-        lines: queue.Queue[bytes] = queue.Queue()
-        assert self.process.stdout is not None
-        stdout = self.process.stdout
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            line = lines.get(timeout=10)
-        except queue.Empty:
-            raise AssertionError("the fake GitHub did not start") from None
-        if not line:
-            raise AssertionError(f"the fake GitHub exited: {self.process.stderr!r}")
-        self.base_url: str = json.loads(line)["base_url"]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-
 class KillTests(SynchronousTestCase):
     def activity(self, db: Path) -> list[str]:
         if not db.exists():
@@ -590,9 +552,8 @@ class KillTests(SynchronousTestCase):
     def test_kill_mid_sync_and_resume(self) -> None:
         now = time.time()
         repos, items = 3, 600
-        fake = FakeProcess(self, ["--token", TOKEN, "--login", LOGIN, "--repos", str(repos),
-                                  "--items", str(items), "--now", repr(now),
-                                  "--latency", "0.02", "--seed", "7"])
+        fake = FakeGitHubProcess(self, TOKEN, repos, items, latency=0.02,
+                                 args=["--login", LOGIN, "--now", repr(now), "--seed", "7"])
         model = FakeGitHub(reactor, TOKEN, LOGIN)
         names = populate(model, repos, items, now, seed=7)
         expected = model.expected(since_for(now))
