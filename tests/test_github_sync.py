@@ -177,7 +177,8 @@ class FirstSyncTests(SyncTestCase):
                 "comment", "octo/alpha", 5, "Issue 5 of octo/alpha",
                 f"{web}/octo/alpha/issues/5#issuecomment-{comment_id}", iso(START - 7 * DAY)),
             f"pr_reviewed:octo/alpha#6:{review_id}": (
-                "pr_reviewed", "octo/alpha", 6, None,
+                # The title is fetched after the events: see test_github_pr_titles.
+                "pr_reviewed", "octo/alpha", 6, "Their change",
                 f"{web}/octo/alpha/pull/6#pullrequestreview-{review_id}",
                 iso(START - 8 * DAY)),
             "issue_opened:octo/beta#1": ("issue_opened", "octo/beta", 1, "Beta issue",

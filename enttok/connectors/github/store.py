@@ -15,6 +15,10 @@ from typing import Any
 from enttok.connectors.github.normalize import ActivityItem
 from enttok.store.db import transaction
 
+#: The kinds of item whose C{number} is a pull request's: they share its title.
+PULL_KINDS = ("pr_opened", "pr_closed", "pr_merged", "pr_reviewed")
+_IN_PULL_KINDS = f"kind in ({', '.join(repr(k) for k in PULL_KINDS)})"
+
 
 def get_cursor(conn: sqlite3.Connection, connector: str) -> dict[str, Any]:
     row = conn.execute("select cursor from sync_state where connector = ?",
@@ -48,6 +52,7 @@ def save(conn: sqlite3.Connection, workspace: str, items: Sequence[ActivityItem]
             "insert into activity (identity, workspace, source, kind, repo, number, title, url, "
             "occurred_at, raw_json, updated_at) values (?, ?, 'github', ?, ?, ?, ?, ?, ?, ?, ?) "
             # Events carry less than the issue lists (no PR titles): never blank a field.
+            # (Titles still missing are filled in later: see untitled_pulls.)
             "on conflict(identity) do update set title = coalesce(excluded.title, title), "
             "url = coalesce(excluded.url, url), "
             "occurred_at = excluded.occurred_at, raw_json = excluded.raw_json, "
@@ -66,6 +71,55 @@ def save(conn: sqlite3.Connection, workspace: str, items: Sequence[ActivityItem]
             "on conflict(url) do update set etag = excluded.etag, updated_at = excluded.updated_at",
             [(url, etag, now) for url, etag in etags])
     return int(new)
+
+
+def untitled_pulls(conn: sqlite3.Connection, workspace: str, now: str,
+                   limit: int) -> list[tuple[str, int]]:
+    """
+    Give each pull-request item without a title the title another item of the
+    same pull request has, then list the pull requests still without one.
+
+    @return: at most C{limit} C{(repo, number)}, the most recent activity first.
+    """
+    with transaction(conn):
+        known = conn.execute(
+            # A bare column beside max() comes from the row holding the max:
+            # the title most recently stored.
+            f"select repo, number, title, max(updated_at) from activity "
+            f"where workspace = ? and {_IN_PULL_KINDS} and title is not null "
+            f"and repo is not null and number is not null group by repo, number",
+            (workspace,)).fetchall()
+        untitled = {(r[0], r[1]) for r in conn.execute(
+            f"select distinct repo, number from activity where workspace = ? "
+            f"and {_IN_PULL_KINDS} and title is null", (workspace,))}
+        conn.executemany(
+            f"update activity set title = ?, updated_at = ? where workspace = ? "
+            f"and repo = ? and number = ? and {_IN_PULL_KINDS} and title is null",
+            [(title, now, workspace, repo, number) for repo, number, title, _ in known
+             if (repo, number) in untitled])
+    rows = conn.execute(
+        f"select repo, number, max(occurred_at) as newest from activity "
+        f"where workspace = ? and {_IN_PULL_KINDS} and title is null "
+        f"and repo is not null and number is not null "
+        f"group by repo, number order by newest desc, repo, number limit ?",
+        (workspace, limit)).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def set_pull_title(conn: sqlite3.Connection, workspace: str, repo: str, number: int,
+                   title: str, url: str | None, now: str) -> int:
+    """
+    Title the items of one pull request that have none (and give those without
+    a URL C{url}).
+
+    @return: how many items were titled.
+    """
+    with transaction(conn):
+        cursor = conn.execute(
+            f"update activity set title = ?, url = coalesce(url, ?), updated_at = ? "
+            f"where workspace = ? and repo = ? and number = ? and {_IN_PULL_KINDS} "
+            f"and title is null", (title, url, now, workspace, repo, number))
+    return int(cursor.rowcount)
 
 
 def list_activity(conn: sqlite3.Connection, workspace: str, start: str, end: str,

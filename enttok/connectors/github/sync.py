@@ -1,4 +1,5 @@
-"""C{connector.github.sync}: the user's events, and per repo issues, PRs and commits.
+"""C{connector.github.sync}: the user's events, and per repo issues, PRs and commits;
+then the titles of the pull requests only events named.
 
 Every page is committed with the cursor that covers it, so an interrupted,
 canceled or failed sync resumes from the last committed page and loses nothing;
@@ -36,6 +37,13 @@ COMMIT_OVERLAP = timedelta(days=3)
 PER_PAGE = 100
 MAX_EVENT_PAGES = 3
 REPO_CONCURRENCY = 4
+#: Pull requests fetched for their titles per sync, most recent activity first;
+#: the rest wait for the next sync.
+MAX_TITLE_LOOKUPS = 50
+#: A pull request that answered 403, 404 or 410 is asked again only after this.
+TITLE_MISS_RETRY = timedelta(days=30)
+#: The cursor's key for those misses: C{{"owner/repo#12": when it missed}}.
+TITLE_MISSES = "title_misses"
 
 ClientFactory = Callable[[Mapping[str, Any]], GitHubClient]
 
@@ -61,6 +69,7 @@ class GitHubSync:
         self.saved = 0
         self.pages = 0
         self.not_modified = 0
+        self.titled = 0
         self.warnings: list[str] = []
         self.events_etag: tuple[str, str] | None = None
 
@@ -90,7 +99,7 @@ class GitHubSync:
             def one(repo: str) -> Any:
                 yield self._repo(login, repo)
                 done[0] += 1
-                self._progress(0.1 + 0.9 * done[0] / len(repos),
+                self._progress(0.1 + 0.8 * done[0] / len(repos),
                                f"{done[0]}/{len(repos)} repositories synced")
 
             for start in range(0, len(repos), REPO_CONCURRENCY):
@@ -104,6 +113,7 @@ class GitHubSync:
                 # Kept only now: the events also name the repositories to sync, and a
                 # 304 after an interrupted run would hide those not synced yet.
                 yield self._save([], etags=[self.events_etag])
+            yield self._pull_titles()
         except RateLimited as e:
             return self._result("rate_limited", reset_at=utc_iso(e.reset_at))
         except GitHubError as e:
@@ -112,7 +122,8 @@ class GitHubSync:
 
     def _result(self, status: str, **extra: Any) -> dict[str, Any]:
         return {"status": status, "items_new": self.saved, "pages": self.pages,
-                "not_modified": self.not_modified, "requests": self.client.requests,
+                "not_modified": self.not_modified,
+                "titles_fetched": self.titled, "requests": self.client.requests,
                 "rate_limit_remaining": self.client.remaining, "warnings": self.warnings,
                 **extra}
 
@@ -286,6 +297,58 @@ class GitHubSync:
         page = yield self._get(self.client.url(f"/repos/{repo}/pulls/{issue['number']}"),
                                use_etag=False)
         return page.data.get("merged_at") if isinstance(page.data, dict) else None
+
+    def _title_misses(self) -> dict[str, str]:
+        """The cursor's recent title misses (older ones are due again)."""
+        misses = self.cursor.get(TITLE_MISSES)
+        due = _iso(self.started - TITLE_MISS_RETRY)
+        return {key: when for key, when in (misses or {}).items()
+                if isinstance(when, str) and when > due} if isinstance(misses, dict) else {}
+
+    @inlineCallbacks
+    def _pull_titles(self) -> Any:
+        """
+        Title the pull-request items still without one once everything is read:
+        events carry C{pull-request-minimal} (no title), and the issue lists
+        give only the user's own pull requests of the synced repositories.
+
+        Another item of the same pull request lends its title; otherwise the
+        pull request is fetched, at most L{MAX_TITLE_LOOKUPS} per sync. One gone
+        or closed to the token (403, 404, 410) keeps no title and is remembered
+        in the cursor, not asked again for L{TITLE_MISS_RETRY}.
+        """
+        misses = self._title_misses()
+        candidates = yield self.ctx.track(self.db.run(
+            gh_store.untitled_pulls, self.workspace, self._now(),
+            MAX_TITLE_LOOKUPS + len(misses)))
+        wanted = [(repo, number) for repo, number in candidates
+                  if f"{repo}#{number}" not in misses][:MAX_TITLE_LOOKUPS]
+        for done, (repo, number) in enumerate(wanted):
+            self._progress(0.9 + 0.1 * done / len(wanted),
+                           f"pull request titles: {done}/{len(wanted)} fetched")
+            try:
+                # Unconditional: a 304 has no body, and a title already stored
+                # was lent by untitled_pulls without asking.
+                page = yield self._get(self.client.url(f"/repos/{repo}/pulls/{number}"),
+                                       use_etag=False)
+            except GitHubError as e:
+                if e.status not in (403, 404, 410):
+                    raise
+                misses[f"{repo}#{number}"] = self._now()
+                self.cursor = {**self.cursor, TITLE_MISSES: misses}
+                yield self._save([], self.cursor)
+                continue
+            pull = page.data
+            if not isinstance(pull, dict) or not isinstance(pull.get("title"), str):
+                raise GitHubError("github_bad_response",
+                                  f"GET /repos/{repo}/pulls/{number} returned no title")
+            url = pull.get("html_url")
+            yield self.ctx.track(self.db.run(
+                gh_store.set_pull_title, self.workspace, repo, number, pull["title"],
+                url if isinstance(url, str) else None, self._now()))
+            self.titled += 1
+        if wanted:
+            self._progress(1.0, f"pull request titles: {len(wanted)}/{len(wanted)} fetched")
 
     def _commit_cursor(self) -> str:
         """The next commits cursor: L{COMMIT_OVERLAP} back, at midnight UTC, so the
