@@ -4,7 +4,7 @@ Every route and the WebSocket without the token or with a wrong one; DNS-rebindi
 Host headers; cross-site Origins and the "simple" (text/plain) POST a page can send
 without a preflight; path traversal and symlink escapes through job payloads; a
 10 MB body; slow (slowloris-style) clients beside normal ones; and the token never
-written to any log.
+written to any log. The deadline for a request line runs on a Clock, in memory.
 """
 
 from __future__ import annotations
@@ -20,14 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
 
 from enttok.api.guard import Guard
-from enttok.api.requests import APISite, LimitedRequest
+from enttok.api.requests import RECEIVE_DEADLINE, APISite, LimitedChannel, LimitedRequest
 from tests.daemonsupport import (
     HASHING,
     MODULE,
@@ -472,3 +477,156 @@ class ReceiveDeadlineTests(TestCase):
                 self.assertLess(waited, 4.0, name)
 
         return deferLater(reactor, 3.0, check)
+
+
+IDLE = 60.0  # the daemon's idle timeout
+GET = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+UPGRADE = (b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Key: " + WS_KEY.encode() + b"\r\n\r\n")
+
+
+class _Hello(Resource):
+    """Answers every GET at once; or, when C{held}, only when the test says."""
+
+    isLeaf = True
+
+    def __init__(self, held: bool = False) -> None:
+        super().__init__()
+        self.held = held
+        self.pending: list[Request] = []
+
+    def render_GET(self, request: Request) -> bytes | int:
+        if self.held:
+            self.pending.append(request)
+            return NOT_DONE_YET
+        return b"hello"
+
+
+class _Echo(WebSocketServerProtocol):
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.sendMessage(payload, isBinary)
+
+
+class FirstLineDeadlineTests(SynchronousTestCase):
+    """A channel waits L{RECEIVE_DEADLINE} seconds for a request line, however it
+    trickles in, then answers 408 and closes; an idle keep-alive connection is
+    left to the idle timeout, and a WebSocket to Autobahn."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.hello = _Hello()
+        root = Resource()
+        root.putChild(b"hello", self.hello)
+        factory = WebSocketServerFactory(reactor=self.clock)
+        factory.protocol = _Echo
+        factory.setProtocolOptions(openHandshakeTimeout=0)  # no timer on the real reactor
+        root.putChild(b"events", WebSocketResource(factory))
+        site = APISite(root, timeout=IDLE, reactor=self.clock)
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        self.channel = site.buildProtocol(address)
+        self.assertIsInstance(self.channel, LimitedChannel)
+        self.transport = StringTransport(peerAddress=address)
+        self.transport.protocol = self.channel  # as on TCP: Autobahn takes it over
+        self.channel.makeConnection(self.transport)
+
+    def trickle(self, data: bytes, every: float = 3.0) -> None:
+        """Send C{data} a byte at a time, C{every} seconds apart (first byte now)."""
+        for i in range(len(data)):
+            if i:
+                self.clock.advance(every)
+            self.channel.dataReceived(data[i:i + 1])
+
+    def assertOpen(self) -> None:
+        self.assertFalse(self.transport.disconnecting)
+        self.assertNotIn(b" 408 ", self.transport.value())
+
+    def assertCutOff(self) -> None:
+        self.assertTrue(self.transport.disconnecting)
+        answer = self.transport.value()
+        self.assertIn(b"HTTP/1.1 408 Request Timeout\r\n", answer)
+        self.assertIn(b'"request_timeout"', answer)
+
+    def test_trickled_request_line(self) -> None:
+        """A byte every 3 s never idles the connection, but the line must end in time."""
+        self.trickle(b"GET /hello HTTP/1.1")  # 19 bytes over 54 s
+        self.assertTrue(self.transport.disconnecting)
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 408 "))
+        self.assertIn(b'"request_timeout"', self.transport.value())
+
+    def test_cut_off_at_the_deadline(self) -> None:
+        self.trickle(b"GET /hel", every=4.0)  # last byte at 28 s
+        self.clock.advance(RECEIVE_DEADLINE - 28 - 0.1)
+        self.assertOpen()
+        self.clock.advance(0.1)
+        self.assertCutOff()
+
+    def test_silent_connection(self) -> None:
+        """A new connection that sends nothing gets the same deadline."""
+        self.clock.advance(RECEIVE_DEADLINE - 0.1)
+        self.assertOpen()
+        self.clock.advance(0.1)
+        self.assertCutOff()
+
+    def test_prompt_request(self) -> None:
+        """A request line in time is answered; the idle keep-alive connection then
+        stays open until the idle timeout, without a 408."""
+        self.clock.advance(RECEIVE_DEADLINE - 1)
+        self.channel.dataReceived(GET)
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 "))
+        self.clock.advance(IDLE - 0.1)
+        self.assertOpen()
+        self.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertNotIn(b" 408 ", self.transport.value())
+
+    def test_keep_alive_trickled_second_request(self) -> None:
+        """After a response, the wait for the next line starts with its first byte."""
+        self.channel.dataReceived(GET)
+        self.clock.advance(IDLE - 10)  # idle, not yet timed out
+        self.transport.clear()
+        self.trickle(b"GET /hel", every=4.0)
+        self.clock.advance(RECEIVE_DEADLINE - 28 - 0.1)
+        self.assertOpen()
+        self.clock.advance(0.1)
+        self.assertCutOff()
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 408 "))
+
+    def test_keep_alive_second_request_in_time(self) -> None:
+        self.channel.dataReceived(GET)
+        self.clock.advance(IDLE - 10)
+        self.trickle(GET, every=0.5)
+        self.assertEqual(self.transport.value().count(b"HTTP/1.1 200 "), 2)
+        self.assertOpen()
+
+    def test_pipelined_partial_line_waits_from_the_response(self) -> None:
+        """Bytes of the next request that came with a slow one: the wait starts when
+        the slow one's response is done."""
+        self.hello.held = True
+        self.channel.dataReceived(GET + b"GET /he")
+        self.clock.advance(RECEIVE_DEADLINE * 2)
+        self.assertOpen()
+        self.hello.pending.pop().finish()
+        self.clock.advance(RECEIVE_DEADLINE - 0.1)
+        self.assertOpen()
+        self.clock.advance(0.1)
+        self.assertCutOff()
+
+    def test_pipelined_partial_line_after_an_immediate_answer(self) -> None:
+        self.channel.dataReceived(GET + b"GET /he")
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 "))
+        self.clock.advance(RECEIVE_DEADLINE)
+        self.assertCutOff()
+
+    def test_websocket_outlives_the_deadline(self) -> None:
+        """After the upgrade, the channel keeps no timer: Autobahn owns the transport."""
+        self.channel.dataReceived(UPGRADE)
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 101 "))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(RECEIVE_DEADLINE + IDLE)
+        self.assertOpen()
+        self.transport.clear()
+        mask = b"abcd"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(b"ping"))
+        self.transport.protocol.dataReceived(b"\x81\x84" + mask + masked)
+        self.assertEqual(self.transport.value(), b"\x81\x04ping")

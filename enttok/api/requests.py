@@ -7,14 +7,28 @@ import re
 from datetime import date
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, ITransport
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError, error_body
 
 MAX_BODY = 1024 * 1024
-#: Seconds a request may take to arrive, from its first line to the end of its body.
+#: Seconds a request may take to arrive, from its first line to the end of its body;
+#: and seconds a channel waits for a request's first line (see L{LimitedChannel}).
 RECEIVE_DEADLINE = 30.0
+
+
+def write_error(transport: ITransport, status: str, code: str, message: str) -> None:
+    """Write a final JSON error response, one that says the connection will close."""
+    body = error_body(code, message)
+    transport.write(
+        b"HTTP/1.1 %s\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: %d\r\n"
+        b"Connection: close\r\n\r\n" % (status.encode("ascii"), len(body)) + body)
 
 
 class LimitedRequest(server.Request):
@@ -82,25 +96,94 @@ class LimitedRequest(server.Request):
         # The channel answers "Expect: 100-continue" right after gotLength; no
         # 100 may follow the final error (and the client must not send the body).
         self.requestHeaders.removeHeader(b"expect")
-        body = error_body(code, message)
-        head = (
-            b"HTTP/1.1 %s\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Content-Length: %d\r\n"
-            b"Connection: close\r\n\r\n" % (status.encode("ascii"), len(body))
-        )
         transport = self.channel.transport
         assert transport is not None
-        transport.write(head + body)
+        write_error(transport, status, code, message)
         transport.loseConnection()
+
+
+class LimitedChannel(http.HTTPChannel):
+    """
+    A channel that waits at most L{RECEIVE_DEADLINE} seconds for a request's
+    first line; from that line on, L{LimitedRequest} bounds the rest.
+
+    The idle timeout alone would not do: every byte resets it, so a client that
+    trickles a request line would hold its connection forever. At the deadline
+    the channel answers 408 (no request has begun, no response is in flight)
+    and closes the connection.
+
+    The wait starts when the connection is made, and again, after a response
+    on a keep-alive connection, with the first byte of the next request
+    (pipelined bytes already received count at once). A keep-alive connection
+    with no bytes pending is left to the idle timeout: clients keep pooled
+    connections idle, and closing them sooner only makes them race the close.
+    After a WebSocket upgrade the transport belongs to Autobahn: no request
+    will end, so the wait never starts again.
+    """
+
+    receive_deadline = RECEIVE_DEADLINE
+    _waiting = False
+    _first_line: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._waiting = True
+        self._start_deadline()
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        # An incomplete line left in the line buffer: a request has begun.
+        if self._waiting and self._buffer:
+            self._start_deadline()
+
+    def lineReceived(self, line: bytes) -> None:
+        super().lineReceived(line)
+        if self._waiting and self.requests:  # the first line made a request
+            self._waiting = False
+            self._stop_deadline()
+
+    def requestDone(self, request: Any) -> None:
+        # Before the super call: it replays pipelined bytes through dataReceived.
+        self._waiting = bool(self.persistent)
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._waiting = False
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def _start_deadline(self) -> None:
+        if self._first_line is None:
+            self._first_line = self.callLater(self.receive_deadline, self._too_slow)
+
+    def _stop_deadline(self) -> None:
+        call, self._first_line = self._first_line, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _too_slow(self) -> None:
+        self._first_line = None
+        self._waiting = False
+        if self.transport is None:
+            return
+        write_error(self.transport, "408 Request Timeout", "request_timeout",
+                    f"request line not received within {self.receive_deadline:g} s")
+        # Close as the idle timeout does (aborting a client that will not read),
+        # which then has no reason to fire as well.
+        self.setTimeout(None)
+        self.timeoutConnection()
 
 
 class APISite(server.Site):
     """
-    The daemon's site: size-limited requests, no tracebacks, and an access log
-    of failures only (a line for every poll of /status would drown the log).
+    The daemon's site: request lines and requests that must arrive in time,
+    size-limited requests, no tracebacks, and an access log of failures only
+    (a line for every poll of /status would drown the log).
     """
 
+    # A bare channel, without the wrapper that switches to HTTP/2 after TLS ALPN:
+    # the daemon serves plain HTTP/1.1 on 127.0.0.1.
+    protocol = LimitedChannel  # type: ignore[assignment]
     requestFactory = LimitedRequest
     displayTracebacks = False
 
