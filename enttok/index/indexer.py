@@ -30,7 +30,7 @@ from enttok.store import Database
 from enttok.threads import BlockingRunner
 from enttok.vault.chunker import chunk_note
 from enttok.vault.parser import NotText, parse_note
-from enttok.vault.walker import FileEntry, WalkWarning, is_inside, walk_vault
+from enttok.vault.walker import FileEntry, WalkWarning, is_inside, list_notes
 
 BATCH_NOTES = 32
 #: Chunks per call to the embedder (see L{VaultIndex._embed_pending}). Texts sorted
@@ -164,14 +164,8 @@ def _repeating(message: str) -> Callable[[int], str]:
 
 def list_vault(root: str, should_stop: Callable[[], bool]) -> tuple[list[FileEntry],
                                                                     list[WalkWarning]]:
-    files: list[FileEntry] = []
-    warnings: list[WalkWarning] = []
-    for item in walk_vault(root, should_stop, MAX_FILE_BYTES):
-        if isinstance(item, FileEntry):
-            files.append(item)
-        else:
-            warnings.append(item)
-    return files, warnings
+    """The vault's notes up to L{MAX_FILE_BYTES}, and the warnings (blocking)."""
+    return list_notes(root, should_stop, MAX_FILE_BYTES)
 
 
 class VaultIndex:

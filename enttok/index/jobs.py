@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from twisted.internet.defer import Deferred, FirstError, gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 
 from enttok.index import store as index_store
 from enttok.index.indexer import VaultIndex, list_vault, read_notes
@@ -147,9 +147,13 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
         seen = {f.rel_path for f in files}
         deleted = sorted(set(stats) - seen)
         cutoff_ns = _since_ns(ctx.payload["since"])
-        candidates = [f.rel_path for f in files if force or _looks_changed(f, stats, cutoff_ns)]
-        known = yield ctx.track(index.db.run(
+        # Unchanged (size, mtime) first, without a call: nearly every file of a scan.
+        candidates = [f.rel_path for f in files if force or (
+            stats.get(f.rel_path) != (f.size, f.mtime_ns)
+            and _looks_changed(f, stats, cutoff_ns))]
+        known = (yield ctx.track(index.db.run(
             index_store.note_states, candidates if len(candidates) < 1000 else None))
+                 ) if candidates else {}
         changed: list[str] = []
         warnings = len(walk_warnings)
         for start in range(0, len(candidates), 64):
@@ -195,18 +199,21 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
         description="Detect changed notes.")
 
 
-def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Deferred[Any]:
+@inlineCallbacks
+def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Any:
     """
-    The vault's files and warnings (L{list_vault}, a worker thread) and the notes
-    the database knows (L{index_store.note_stats}, its own thread), side by side.
+    The notes the database knows (L{index_store.note_stats}, on its thread), then
+    the vault's files and warnings (L{list_vault}, a worker thread).
+
+    One after the other, not side by side: both are mostly Python, and each
+    gives up the GIL at every system call or SQLite step, then waits for the
+    other to hand it back. Side by side, a 20,000-note scan took 250-360 ms
+    (each half as long as the whole); in turn, 40 + 190 ms.
     """
-    listing: Deferred[Any] = ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
-    stats: Deferred[Any] = ctx.track(index.db.run(index_store.note_stats))
-    both: Deferred[list[Any]] = gatherResults([listing, stats], consumeErrors=True)
-    # The first failure as itself (a cancellation stays a cancellation).
-    both.addErrback(lambda f: f.value.subFailure if f.check(FirstError) else f)
-    both.addCallback(lambda results: (results[0], results[1]))
-    return both
+    stats = yield ctx.track(index.db.run(index_store.note_stats))
+    ctx.check_canceled()
+    listing = yield ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
+    return listing, stats
 
 
 def _looks_changed(file: FileEntry, stats: dict[str, tuple[int, int]],

@@ -5,6 +5,7 @@ Blocking: run it on a worker thread.
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 import unicodedata
@@ -53,7 +54,15 @@ def _contains(real_root: str, real: str) -> bool:
 
 def walk_vault(root: str | os.PathLike[str], should_stop: Callable[[], bool] = lambda: False,
                max_bytes: int = 5 * 1024 * 1024) -> Iterator[FileEntry | WalkWarning]:
-    """Yield the C{.md} files below C{root}, and a L{WalkWarning} for each one skipped.
+    """The notes of L{list_notes}, then its warnings, one by one."""
+    files, warnings = list_notes(root, should_stop, max_bytes)
+    yield from files
+    yield from warnings
+
+
+def list_notes(root: str | os.PathLike[str], should_stop: Callable[[], bool] = lambda: False,
+               max_bytes: int = 5 * 1024 * 1024) -> tuple[list[FileEntry], list[WalkWarning]]:
+    """The C{.md} files below C{root}, and a L{WalkWarning} for each one skipped.
 
     Hidden entries (C{.obsidian}, C{.git}, C{.trash}...) and C{node_modules} are ignored.
     The order is deterministic: a folder's notes by name, then its subfolders by name,
@@ -68,43 +77,43 @@ def walk_vault(root: str | os.PathLike[str], should_stop: Callable[[], bool] = l
     top = os.path.abspath(os.fspath(root))
     walk = _Walk(os.path.normcase(os.path.realpath(top)), max_bytes)
     walk.first_visit(top)
+    files: list[FileEntry] = []
+    warnings: list[WalkWarning] = []
+    add, warn = files.append, warnings.append
     pending = [("", top)]
     while pending and not should_stop():
         rel_dir, abs_dir = pending.pop()
+        prefix = rel_dir + "/" if rel_dir else ""
         try:
-            listed = _listing(abs_dir)
+            names, entries, clashes = _listing(abs_dir)
         except OSError as e:
             if not rel_dir:
                 raise
-            yield WalkWarning(rel_dir, f"cannot read folder: {e.strerror or e}")
-            listed = []  # and go on: symlinked folders may still be waiting below
+            warn(WalkWarning(rel_dir, f"cannot read folder: {e.strerror or e}"))
+            names, entries, clashes = [], [], []  # symlinked folders may still be waiting
+        for name in clashes:
+            warn(WalkWarning(prefix + name, "skipped: another entry has the same name after "
+                                            "Unicode normalisation"))
         subdirs: list[tuple[str, str]] = []
-        previous = None
-        prefix = rel_dir + "/" if rel_dir else ""
-        for name, _, entry in listed:
-            rel = prefix + name
-            if name == previous:
-                yield WalkWarning(rel, "skipped: another entry has the same name after "
-                                       "Unicode normalisation")
-                continue
-            previous = name
-            # The common case inline (a scan's time is mostly this loop): DirEntry
-            # answers is_dir/is_file without a system call on most file systems.
+        # The common case inline (a scan's time is mostly this loop): DirEntry
+        # answers is_file/is_dir without a system call on most file systems.
+        for name, entry in zip(names, entries, strict=True):
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name not in SKIPPED_DIRS and walk.first_visit(entry.path):
-                        subdirs.append((rel, entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    if name[-3:].lower() == ".md":
-                        st = entry.stat(follow_symlinks=False)
-                        yield (FileEntry(rel, entry.path, st.st_size, st.st_mtime_ns)
-                               if st.st_size <= max_bytes else walk.file(rel, entry.path, st))
+                if name.endswith(_NOTE_SUFFIXES) and entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_size <= max_bytes:
+                        add(FileEntry(prefix + name, entry.path, st.st_size, st.st_mtime_ns))
+                    else:
+                        warn(too_large(prefix + name, st.st_size))
+                elif entry.is_dir(follow_symlinks=False):
+                    if name not in SKIPPED_DIRS and walk.first_visit(entry.path):
+                        subdirs.append((prefix + name, entry.path))
                 elif entry.is_symlink():
-                    yield from walk.symlink(rel, entry)
+                    walk.symlink(prefix + name, entry, add, warn)
             except FileNotFoundError:  # removed while we were looking
                 continue
             except OSError as e:
-                yield WalkWarning(rel, f"cannot read: {e.strerror or e}")
+                warn(WalkWarning(prefix + name, f"cannot read: {e.strerror or e}"))
         # Depth-first in name order: push subfolders in reverse so the first is walked next.
         pending.extend(reversed(subdirs))
         # Symlinked folders wait until the real tree is done, so that notes keep their
@@ -114,19 +123,44 @@ def walk_vault(root: str | os.PathLike[str], should_stop: Callable[[], bool] = l
             try:
                 first = walk.first_visit(abs_link)
             except OSError as e:  # the linked folder went away meanwhile
-                yield WalkWarning(rel_link, f"cannot read folder: {e.strerror or e}")
+                warn(WalkWarning(rel_link, f"cannot read folder: {e.strerror or e}"))
                 continue
             if first:
                 pending.append((rel_link, abs_link))
+    return files, warnings
 
 
-def _listing(path: str) -> list[tuple[str, str, os.DirEntry[str]]]:
-    """The visible entries of folder C{path} as C{(NFC name, name, entry)}, sorted."""
+_NOTE_SUFFIXES = (".md", ".MD", ".Md", ".mD")
+
+
+def too_large(rel: str, size: int) -> WalkWarning:
+    return WalkWarning(rel, f"file too large: {size} bytes")
+
+_NAME = operator.attrgetter("name")
+
+
+def _listing(path: str) -> tuple[list[str], list[os.DirEntry[str]], list[str]]:
+    """
+    The visible entries of folder C{path}, sorted by NFC name: C{(NFC names,
+    entries, clashes)}, where clashes are the names of entries left out because
+    an earlier entry has the same NFC name.
+    """
     with os.scandir(path) as it:
-        entries = [(e.name if e.name.isascii() else unicodedata.normalize("NFC", e.name),
-                    e.name, e) for e in it if not e.name.startswith(".")]
-    entries.sort()  # names are unique in a folder: entries themselves are never compared
-    return entries
+        entries = [e for e in it if not e.name.startswith(".")]
+    entries.sort(key=_NAME)
+    names = list(map(_NAME, entries))
+    if all(map(str.isascii, names)):  # the common case: names already NFC and unique
+        return names, entries, []
+    pairs = sorted(((unicodedata.normalize("NFC", e.name), e.name, e) for e in entries),
+                   key=lambda pair: pair[:2])
+    names, entries, clashes = [], [], []
+    for nfc, _, entry in pairs:
+        if names and names[-1] == nfc:
+            clashes.append(nfc)
+        else:
+            names.append(nfc)
+            entries.append(entry)
+    return names, entries, clashes
 
 
 class _Walk:
@@ -138,23 +172,27 @@ class _Walk:
         self.linked: list[tuple[str, str]] = []
         self._visited: set[tuple[int, int]] = set()
 
-    def symlink(self, rel: str, entry: os.DirEntry[str]) -> Iterator[FileEntry | WalkWarning]:
+    def symlink(self, rel: str, entry: os.DirEntry[str], add: Callable[[FileEntry], None],
+                warn: Callable[[WalkWarning], None]) -> None:
         """A symlink: a note or a folder to follow later if it stays inside the vault."""
-        is_note = entry.name.lower().endswith(".md")
+        is_note = entry.name.endswith(_NOTE_SUFFIXES)
         try:
             st = os.stat(entry.path)
         except OSError:
             if is_note:
-                yield WalkWarning(rel, "skipped: broken symlink")
+                warn(WalkWarning(rel, "skipped: broken symlink"))
             return
         is_dir = stat.S_ISDIR(st.st_mode)
         if not (is_dir or (is_note and stat.S_ISREG(st.st_mode))):
             return
         real = os.path.normcase(os.path.realpath(entry.path))
         if not _contains(self.real_root, real):
-            yield WalkWarning(rel, "skipped: symlink to outside the vault")
+            warn(WalkWarning(rel, "skipped: symlink to outside the vault"))
         elif not is_dir:
-            yield self.file(rel, entry.path, st)
+            if st.st_size <= self.max_bytes:
+                add(FileEntry(rel, entry.path, st.st_size, st.st_mtime_ns))
+            else:
+                warn(too_large(rel, st.st_size))
         elif entry.name not in SKIPPED_DIRS:
             self.linked.append((rel, entry.path))
 
@@ -167,12 +205,6 @@ class _Walk:
             return False
         self._visited.add(key)
         return True
-
-    def file(self, rel: str, path: str, st: os.stat_result) -> FileEntry | WalkWarning:
-        """A note, or a warning when it is too large."""
-        if st.st_size > self.max_bytes:
-            return WalkWarning(rel, f"file too large: {st.st_size} bytes")
-        return FileEntry(rel, path, st.st_size, st.st_mtime_ns)
 
 
 def note_folders(root: str | os.PathLike[str]) -> list[str]:
