@@ -333,6 +333,29 @@ class RateLimitTests(ClientTestCase):
         self.assertEqual(error.status, 429)
         self.assertEqual(len(self.fake.requests), 1)
 
+    async def test_secondary_limit_without_retry_after(self) -> None:
+        """A 403 or 429 saying "secondary rate limit" waits a minute and retries;
+        a plain 403 is final at once."""
+        for status in (403, 429):
+            self.fake.requests.clear()
+            self.fake.add_fault("secondary", status=status)
+            d = self.client.get(self.issues_url())
+            await self.sleep_through(client_module.SECONDARY_WAIT, 1)
+            self.assertEqual((await d).status, 200)
+            self.assertEqual([r.status for r in self.fake.requests], [status, 200])
+        self.fake.requests.clear()
+        self.fake.fail(status=403)
+        error = await self.github_error(self.client.get(self.issues_url()), "github_error")
+        self.assertEqual((error.status, len(self.fake.requests)), (403, 1))
+
+    async def test_secondary_limit_that_persists(self) -> None:
+        self.patch(client_module, "MAX_RETRIES", 1)
+        self.fake.add_fault("secondary", status=403, times=None)
+        d = self.client.get(self.issues_url())
+        await self.sleep_through(client_module.SECONDARY_WAIT, 1)
+        error = await self.github_error(d, "github_rate_limited")
+        self.assertEqual((error.status, len(self.fake.requests)), (403, 2))
+
     async def test_near_reset_waits_then_succeeds(self) -> None:
         self.fake.exhaust_rate_limit(30)
         d = self.client.get(self.issues_url())

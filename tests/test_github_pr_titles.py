@@ -13,6 +13,7 @@ from typing import Any
 
 from twisted.internet import reactor
 
+from enttok.connectors.github import client as client_module
 from enttok.connectors.github import sync as sync_module
 from enttok.jobs.model import CANCELED
 from tests.fakegithub import DAY, Recorded, iso, templates, wait_until
@@ -195,6 +196,27 @@ class MissingPullTests(PullTitleTestCase):
         job = await self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.titles_of()[4], "Other change 4")
+
+
+class SecondaryLimitTests(PullTitleTestCase):
+    async def test_secondary_limit_is_not_a_miss(self) -> None:
+        """A 403 for a secondary rate limit is waited out, not remembered as a miss."""
+        self.patch(client_module, "SECONDARY_WAIT", 0.01)
+        self.fake.add_fault("secondary", status=403, path=f"^/repos/{OTHER}/pulls/4$")
+        job = await self.sync()
+        self.assertSucceeded(job)
+        self.assertEqual([r.status for r in self.pull_requests() if r.path.endswith("/4")],
+                         [403, 200])
+        self.assertEqual(self.titles_of()[4], "Other change 4")
+        self.assertNotIn(sync_module.TITLE_MISSES, self.cursor())
+
+    async def test_persisting_secondary_limit_fails_without_a_miss(self) -> None:
+        self.patch(client_module, "SECONDARY_WAIT", 0.01)
+        self.fake.add_fault("secondary", status=403, path=f"^/repos/{OTHER}/pulls/4$",
+                            times=None)
+        job = await self.sync()
+        self.assertEqual((job.status, job.error["code"]), ("failed", "github_rate_limited"))
+        self.assertNotIn(sync_module.TITLE_MISSES, self.cursor())
 
 
 class BoundTests(PullTitleTestCase):

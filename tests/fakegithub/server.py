@@ -38,7 +38,8 @@ class Fault:
     (close the connection without answering), C{hang} (never answer), C{hold}
     (answer when L{FakeGitHub.release} is called), C{delay} (answer after
     C{seconds}), C{malformed} (200 with a truncated JSON body), C{retry_after}
-    (429 with C{retry-after: seconds}).
+    (429 with C{retry-after: seconds}), C{secondary} (C{status}, 403 or 429, with
+    GitHub's secondary rate limit message and no C{retry-after}).
 
     @ivar skip: matching requests let through before the fault starts.
     @ivar times: requests it applies to (C{None}: all of them).
@@ -280,10 +281,11 @@ class FakeGitHub(GitHubDocuments):
         now = self._clock.seconds()
         if now >= self.reset:
             self.remaining, self.reset = self.rate_limit, int(now) + 3600
-        if kind == "retry_after" and fault is not None:
-            return self._error(429, "You have exceeded a secondary rate limit. Please wait "
-                               "a few minutes before you try again.",
-                               {"retry-after": str(int(fault.seconds))},
+        if kind in ("retry_after", "secondary") and fault is not None:
+            retry = {"retry-after": str(int(fault.seconds))} if kind == "retry_after" else {}
+            return self._error(429 if kind == "retry_after" else fault.status,
+                               "You have exceeded a secondary rate limit. Please wait "
+                               "a few minutes before you try again.", retry,
                                f"{DOCS}/overview/rate-limits-for-the-rest-api")
         if self.remaining <= 0:
             return self._error(403, f"API rate limit exceeded for user ID {self.user_id}.",

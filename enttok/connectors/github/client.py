@@ -38,6 +38,8 @@ BACKOFF_MAX = 30.0
 WAIT_FOR_RESET = 60.0
 MAX_RETRY_AFTER = 120.0
 SECONDARY_WAIT = 60.0
+#: What GitHub's message says of a secondary rate limit (lower-cased).
+_SECONDARY_LIMIT = b"secondary rate limit"
 
 _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="([^"]+)"')
 
@@ -149,7 +151,7 @@ class GitHubClient:
                                       f"GitHub did not answer: {type(e).__name__}") from None
                 yield self._sleep(self._backoff(attempt))
                 continue
-            delay = self._retry_delay(response, attempt)
+            delay = self._retry_delay(response, body, attempt)
             if delay is not None:
                 yield self._sleep(delay)
                 continue
@@ -178,8 +180,12 @@ class GitHubClient:
         d: Deferred[bytes] = content(response)
         return d.addCallback(lambda body: (response, body))
 
-    def _retry_delay(self, response: Any, attempt: int) -> float | None:
-        """Seconds to wait before retrying, or C{None} when the answer is final."""
+    def _retry_delay(self, response: Any, body: bytes, attempt: int) -> float | None:
+        """
+        Seconds to wait before retrying, or C{None} when the answer is final.
+
+        @raise GitHubError: C{github_rate_limited} when a secondary limit persists.
+        """
         status = response.code
         remaining = _header(response, "x-ratelimit-remaining")
         if remaining is not None and remaining.isdigit():
@@ -200,8 +206,13 @@ class GitHubClient:
                 if wait > WAIT_FOR_RESET or attempt > MAX_RETRIES:
                     raise RateLimited(reset_at)
                 return max(0.0, wait) + 1.0
-            if status == 429 and attempt <= MAX_RETRIES:
-                return SECONDARY_WAIT  # no retry-after: GitHub asks for at least a minute
+            # A secondary limit without retry-after: a 429, or a 403 that says so
+            # (else a 403 is a refusal). GitHub asks for at least a minute.
+            if status == 429 or _SECONDARY_LIMIT in body.lower():
+                if attempt > MAX_RETRIES:
+                    raise GitHubError("github_rate_limited", "secondary rate limit: "
+                                      f"still limited after {attempt} attempts", status)
+                return SECONDARY_WAIT
             return None
         if status >= 500:
             if attempt > MAX_RETRIES:

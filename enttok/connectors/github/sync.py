@@ -332,7 +332,7 @@ class GitHubSync:
                 page = yield self._get(self.client.url(f"/repos/{repo}/pulls/{number}"),
                                        use_etag=False)
             except GitHubError as e:
-                if e.status not in (403, 404, 410):
+                if e.status not in (403, 404, 410) or e.code == "github_rate_limited":
                     raise
                 misses[f"{repo}#{number}"] = self._now()
                 self.cursor = {**self.cursor, TITLE_MISSES: misses}
