@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -404,3 +405,40 @@ class ModelSwitchTests(SynchronousTestCase):
         self.assertTrue(hybrid["hits"])
         vector = self.successResultOf(searcher.search(SearchQuery(q="note body", mode="vector")))
         self.assertEqual(vector["hits"], [])
+
+
+class PeriodicSaveTests(SynchronousTestCase):
+    """The periodic saver leaves a running indexing job alone (hnswlib holds the GIL
+    while it writes the file), and saves what the job changed once it is over."""
+
+    def test_not_while_an_update_runs(self) -> None:
+        vault = make_vault(self, vault_notes(3))
+        fx = IndexFixture(self, vault)
+        fx.index_all()
+        self.successResultOf(fx.index.save_vectors())
+        saved = fx.hnsw_path.read_bytes()
+        held: list[tuple[Deferred[Any], Any, tuple[Any, ...]]] = []
+
+        def run_embed(f: Any, *args: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            held.append((d, f, args))
+            return d
+
+        fx.index.run_embed = run_embed
+        write(vault, "note/new.md", "# new\n\nfresh words here\n")
+        update = fx.index.update(fx.context(), str(vault), ["note/new.md"], ["note/000.md"])
+        self.assertTrue(held)  # waiting for the embedder, the delete already applied
+        self.assertTrue(fx.vectors.dirty)
+        self.successResultOf(fx.index.periodic_save())
+        self.assertEqual((fx.vectors.dirty, fx.hnsw_path.read_bytes()), (True, saved))
+        while held:
+            d, f, args = held.pop(0)
+            d.callback(f(*args))
+        self.assertEqual(self.successResultOf(update)["chunks_embedded"], 1)
+        self.assertEqual(fx.index.updates_running, 0)
+        self.successResultOf(fx.index.periodic_save())
+        self.assertFalse(fx.vectors.dirty)
+        self.assertNotEqual(fx.hnsw_path.read_bytes(), saved)
+        again = IndexFixture(self, vault, db_path=fx.db_path, hnsw_path=fx.hnsw_path)
+        self.assertEqual(again.embedder.texts_embedded, 0)  # loaded, not rebuilt
+        check_consistent(self, again.index)

@@ -34,7 +34,7 @@ class IndexService(MultiService):
         self.index = index
         self._clock = clock
         self._prepare_call: IDelayedCall | None = None
-        PeriodicService(clock, SAVE_INTERVAL, index.save_vectors, "save-vectors"
+        PeriodicService(clock, SAVE_INTERVAL, index.periodic_save, "save-vectors"
                         ).setServiceParent(self)
         self._preparing: Deferred[Any] | None = None
 
