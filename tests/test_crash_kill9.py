@@ -106,8 +106,9 @@ class Files:
         finally:
             conn.close()
         vectors = VectorIndex(self.data_dir / "backend" / "data" / "index.hnsw")
-        if not vectors.load(HASHING_MODEL, HASHING_DIMENSION, version, lambda: ids):
-            return False
+        if vectors.load(HASHING_MODEL, HASHING_DIMENSION, version, lambda: ids) != [] or (
+                vectors.dirty):
+            return False  # not current: brought up to date or rebuilt at the next start
         self.case.assertEqual(live_labels(vectors), set(ids))
         return True
 

@@ -117,7 +117,7 @@ class VectorIndexTests(SynchronousTestCase):
         self.assertEqual(meta, {"version": 7, "model_id": "model-a", "dimension": DIM,
                                 "live": 50})
         fresh = VectorIndex(self.path)
-        self.assertTrue(fresh.load("model-a", DIM, 7, lambda: self.ids))
+        self.assertEqual(fresh.load("model-a", DIM, 7, lambda: self.ids), [])
         self.assertEqual((fresh.live_count, fresh.version, fresh.dirty), (50, 7, False))
         for i in (0, 25):
             self.assertEqual(self.nearest(fresh, i), [self.ids[i]])
@@ -133,24 +133,49 @@ class VectorIndexTests(SynchronousTestCase):
     def test_load_refuses_a_file_that_does_not_fit(self) -> None:
         self.build(version=7).save()
         live = lambda: self.ids  # noqa: E731
-        for args in [("model-b", DIM, 7, live), ("model-a", DIM, 8, live),
-                     ("model-a", DIM * 2, 7, live), ("model-a", DIM, 7, lambda: self.ids[1:])]:
+        for args in [("model-b", DIM, 7, live), ("model-a", DIM * 2, 7, live)]:
             fresh = VectorIndex(self.path)
-            self.assertFalse(fresh.load(*args), args)
+            self.assertIsNone(fresh.load(*args), args)
             self.assertFalse(fresh.ready)
 
+    def test_load_brings_a_file_up_to_date(self) -> None:
+        """A crash lost the last saves: labels deleted since are marked deleted, the
+        ones added since are returned for the caller to add."""
+        self.build(version=7).save()
+        fresh = VectorIndex(self.path)
+        self.assertEqual(fresh.load("model-a", DIM, 8, lambda: self.ids), [])
+        self.assertEqual((fresh.live_count, fresh.version, fresh.dirty), (50, 8, True))
+        fresh = VectorIndex(self.path)
+        now_live = [*self.ids[1:], 9001, 9002]
+        self.assertEqual(fresh.load("model-a", DIM, 9, lambda: now_live), [9001, 9002])
+        self.assertEqual(fresh.live_count, 49)
+        self.assertEqual(live_labels(fresh), set(self.ids[1:]))
+        self.assertNotIn(self.ids[0], self.nearest(fresh, 0, k=5))
+        fresh.add([9001, 9002], unit_vectors(2, seed=5))
+        self.assertEqual(live_labels(fresh), set(now_live))
+        # Slots deleted before the save are not changes.
+        index = self.build(version=7)
+        index.delete(self.ids[:10])
+        index.save()
+        fresh = VectorIndex(self.path)
+        self.assertEqual(fresh.load("model-a", DIM, 8, lambda: [*self.ids[10:], 9001]), [9001])
+        self.assertEqual(live_labels(fresh), set(self.ids[10:]))
+        # Too far behind (an index.rebuild renumbered every chunk): rebuilt instead.
+        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 9,
+                                                      lambda: range(10_000, 10_050)))
+
     def test_load_refuses_a_missing_or_corrupt_file(self) -> None:
-        self.assertFalse(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
         self.build(version=7).save()
         meta = self.path.with_name("index.hnsw.json")
         for garbage in [b"", b"not an index at all" * 50, bytes(range(256)) * 40]:
             self.path.write_bytes(garbage)
-            self.assertFalse(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+            self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
         self.build(version=7).save()
         meta.write_text("{not json")
-        self.assertFalse(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
         meta.unlink()
-        self.assertFalse(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
 
     def test_resize_beyond_initial_capacity(self) -> None:
         self.index.reset("model-a", DIM, 0)
@@ -290,7 +315,8 @@ class CrashTests(SynchronousTestCase):
                             hnsw_path=self.first.hnsw_path, embedder=HashingEmbedder())
 
     def assert_recovered(self) -> IndexFixture:
-        """A new run rebuilds hnsw from the stored vectors, embedding nothing."""
+        """A new run brings hnsw up to date, or rebuilds it, from the stored vectors,
+        embedding nothing."""
         again = self.restart()
         conn = again.conn
         model_id = again.index.model_id
@@ -332,6 +358,21 @@ class CrashTests(SynchronousTestCase):
         again = self.assert_recovered()
         self.assertEqual(again.vectors.live_count, 69)
         self.assertEqual(count(again.conn, "select count(*) from embeddings"), 70)  # kept
+
+    def test_a_few_changes_lost_are_caught_up_not_rebuilt(self) -> None:
+        """A small gap (here 3 notes added, 1 deleted after the last save) is
+        closed from stored vectors; the file is not rebuilt."""
+        self.first.update([f"note/{i:03d}.md" for i in range(35, 38)], ["note/000.md"])
+        rebuilds: list[Any] = []
+        real = indexer.VaultIndex._rebuild_vectors
+        self.patch(indexer.VaultIndex, "_rebuild_vectors",
+                   lambda *a, **kw: rebuilds.append(a) or real(*a, **kw))
+        again = self.assert_recovered()
+        self.assertEqual((rebuilds, again.vectors.live_count), ([], 37))
+        self.assertTrue(again.vectors.dirty)  # the caught-up file is saved later
+        self.assertEqual(again.paths("note body number 36", mode="vector", k=3),
+                         self.first.paths("note body number 36", mode="vector", k=3))
+        self.assertNotIn("note/000.md", again.paths("note body number 0", mode="vector"))
 
     def test_killed_between_text_and_vectors(self) -> None:
         # Full text of a batch committed, its embedding never done.

@@ -245,13 +245,22 @@ class VaultIndex:
         ids = yield self.db.run(index_store.live_vector_ids, model_id)
         if not ids:
             return  # nothing to load: the index is created with its first vector
-        loaded = yield self.run_cpu(self.vectors.load, model_id, dimension, version,
-                                    lambda: ids)
-        if loaded:
-            self.log.info("vector index loaded: {n} vectors", n=self.vectors.live_count)
+        missing = yield self.run_cpu(self.vectors.load, model_id, dimension, version,
+                                     lambda: ids)
+        if missing is None:
+            self.log.info("vector index missing or unusable; rebuilding from stored vectors")
+            yield self._rebuild_vectors(dimension, version)
             return
-        self.log.info("vector index missing or stale; rebuilding from stored vectors")
-        yield self._rebuild_vectors(dimension, version)
+        for start in range(0, len(missing), VECTOR_PAGE):
+            page = yield self.db.run(index_store.vectors_of, model_id,
+                                     missing[start:start + VECTOR_PAGE])
+            yield self.run_cpu(self._add_page, page)
+        if self.vectors.dirty:
+            self.log.info("vector index loaded and brought up to date from stored vectors "
+                          "({added} added): {n} vectors", added=len(missing),
+                          n=self.vectors.live_count)
+        else:
+            self.log.info("vector index loaded: {n} vectors", n=self.vectors.live_count)
 
     def rebuild_vectors(self, dimension: int) -> Deferred[Any]:
         """Build the hnsw index again from the vectors in SQLite (no embedding)."""

@@ -293,6 +293,18 @@ def live_vector_ids(conn: sqlite3.Connection, model_id: str) -> list[int]:
         "and e.model_id = ?", (model_id,)).fetchall()]
 
 
+def vectors_of(conn: sqlite3.Connection, model_id: str,
+               ids: Sequence[int]) -> list[tuple[int, bytes]]:
+    """(chunk id, vector) pairs of those of C{ids} that have a stored vector."""
+    found: list[tuple[int, bytes]] = []
+    for part in _chunked(list(ids)):
+        found += conn.execute(
+            f"select c.chunk_id, e.vector from chunks c join embeddings e "
+            f"on e.content_hash = c.content_hash and e.model_id = ? "
+            f"where c.chunk_id in ({','.join('?' * len(part))})", [model_id, *part]).fetchall()
+    return found
+
+
 def vector_page(conn: sqlite3.Connection, model_id: str, after: int,
                 limit: int) -> list[tuple[int, bytes]]:
     """(chunk id, vector) pairs with ids above C{after}, in id order."""

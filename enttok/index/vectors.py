@@ -6,6 +6,7 @@ All methods block; call them from a thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -19,6 +20,9 @@ EF_SEARCH = 96
 MIN_CAPACITY = 1024
 #: Compact (rebuild from live vectors) when this share of the slots is deleted.
 COMPACT_RATIO = 0.2
+#: A saved file this far behind the database (changed labels per live vector)
+#: is rebuilt rather than brought up to date (see L{VectorIndex.load}).
+CATCH_UP_SHARE = 0.25
 
 
 class VectorIndex:
@@ -75,36 +79,55 @@ class VectorIndex:
         return index
 
     def load(self, model_id: str, dimension: int, version: int,
-             live_ids: Callable[[], Iterable[int]]) -> bool:
+             live_ids: Callable[[], Iterable[int]]) -> list[int] | None:
         """
-        Load the saved file if it reflects C{version} of C{model_id}.
+        Load the saved file if it holds C{model_id} vectors of C{dimension}, and
+        bring it up to date with the database when a crash lost its last saves.
 
-        @param live_ids: the chunk ids that have vectors (read only when the file fits).
-        @return: whether it was loaded; C{False} means rebuild from stored vectors.
+        Chunk ids are never reused and a chunk's text (so its vector) never
+        changes, so the file is current once the labels it has that are no
+        longer live are marked deleted and the live ones it lacks are added.
+
+        @param live_ids: the chunk ids that have vectors, as of C{version}.
+        @return: the live ids the file lacks (the caller adds their stored
+            vectors), or C{None}: rebuild from stored vectors (no usable file,
+            or one so far behind that a rebuild is cheaper and leaves no holes).
         """
         try:
             meta = json.loads(self._meta_path.read_text())
         except (OSError, ValueError):
-            return False
-        if (meta.get("version") != version or meta.get("model_id") != model_id
-                or meta.get("dimension") != dimension):
-            return False
+            return None
+        if meta.get("model_id") != model_id or meta.get("dimension") != dimension:
+            return None
         import hnswlib
 
         index = hnswlib.Index(space="cosine", dim=dimension)
         try:
             index.load_index(str(self.path), allow_replace_deleted=True)
         except (RuntimeError, OSError, ValueError):
-            return False
+            return None
         live = set(live_ids())
-        if len(live) != meta.get("live"):
-            return False
+        missing: list[int] = []
+        changed = meta.get("version") != version or meta.get("live") != len(live)
+        if changed:
+            labels = set(index.get_ids_list())  # marked-deleted ones included
+            missing = sorted(live - labels)
+            limit = CATCH_UP_SHARE * len(live)
+            if len(missing) > limit:
+                return None
+            deleted = 0
+            for label in labels - live:
+                with contextlib.suppress(RuntimeError):  # unless deleted before the save
+                    index.mark_deleted(label)
+                    deleted += 1
+            if deleted + len(missing) > limit:
+                return None
         index.set_ef(EF_SEARCH)
         with self._lock:
-            self._index, self._live = index, live
+            self._index, self._live = index, live - set(missing)
             self.model_id, self.dimension, self.version = model_id, dimension, version
-            self.dirty = False
-        return True
+            self.dirty = changed
+        return missing
 
     def add(self, ids: Sequence[int], vectors: Any) -> None:
         """Insert (or replace) vectors under C{ids}."""
