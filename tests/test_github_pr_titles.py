@@ -11,14 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet import reactor
-
 from enttok.connectors.github import client as client_module
 from enttok.connectors.github import sync as sync_module
-from enttok.jobs.model import CANCELED
-from tests.fakegithub import DAY, Recorded, iso, templates, wait_until
+from tests.fakegithub import DAY, Recorded, iso, templates
 from tests.jobsupport import START
-from tests.test_github_sync import HOUR, JOB, TOKEN, SyncTestCase
+from tests.test_github_sync import HOUR, TOKEN, SyncTestCase
 
 WEB = "https://github.com"
 #: A repository the sync does not list (not in the settings' C{repos}).
@@ -247,14 +244,7 @@ class BoundTests(PullTitleTestCase):
 class CancelTests(PullTitleTestCase):
     async def test_cancel_between_lookups(self) -> None:
         # The second lookup (#3: newest first) is held while the job is canceled.
-        self.fake.add_fault("hold", f"^/repos/{OTHER}/pulls/", skip=1)
-        job_id, _ = self.h.submit(self, JOB)
-        await wait_until(reactor, lambda: self.fake.held == 1, what="the second lookup")
-        canceled = self.h.engine.cancel(job_id)
-        self.fake.release()
-        job = await canceled
-        self.assertEqual(job.status, CANCELED)
-        self.assertEqual(self.h.stored(job_id).status, CANCELED)
+        await self.cancel_while_held(f"^/repos/{OTHER}/pulls/", "the second lookup")
         # Each lookup is stored on its own: #4's title is in, the held answer is not.
         self.assertEqual(self.titles_of(), {1: None, 2: None, 3: None, 4: "Other change 4"})
         self.assertNotIn(sync_module.TITLE_MISSES, self.cursor())

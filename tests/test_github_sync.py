@@ -116,6 +116,19 @@ class SyncTestCase(TestCase):
         job: Job = self.h.stored(job_id)
         return job
 
+    async def cancel_while_held(self, path: str, what: str) -> str:
+        """Start a sync, cancel it while its second request to C{path} (a regex) is
+        held, then let that request answer; the canceled job's id."""
+        self.fake.add_fault("hold", path, skip=1)
+        job_id, _ = self.h.submit(self, JOB)
+        await wait_until(reactor, lambda: self.fake.held == 1, what=what)
+        canceled = self.h.engine.cancel(job_id)
+        self.fake.release()
+        job = await canceled
+        self.assertEqual(job.status, CANCELED)
+        self.assertEqual(self.h.stored(job_id).status, CANCELED)
+        return job_id
+
     def rows(self) -> dict[str, tuple[Any, ...]]:
         rows = self.h.db.connection.execute(
             "select identity, kind, repo, number, title, url, occurred_at from activity"
@@ -356,15 +369,8 @@ class CursorTests(SyncTestCase):
         self.assertComplete()
 
     async def test_cancel_between_pages(self) -> None:
-        self.fake.add_fault("hold", "/issues$", skip=1)
         self.h.clock.advance(600)
-        job_id, _ = self.h.submit(self, JOB)
-        await wait_until(reactor, lambda: self.fake.held == 1, what="the second page")
-        canceled = self.h.engine.cancel(job_id)
-        self.fake.release()
-        job = await canceled
-        self.assertEqual(job.status, CANCELED)
-        self.assertEqual(self.h.stored(job_id).status, CANCELED)
+        await self.cancel_while_held("/issues$", "the second page")
         self.assertCommitted(2)
         self.assertEqual(self.cursor()["repos"]["octo/gamma"]["issues"],
                          self.gamma[1].updated_at)
