@@ -124,7 +124,7 @@ def seed_hashing_vectors(vault: Path, data_dir: Path) -> int:
     from enttok.store.migrations import migrate
     from enttok.vault.chunker import chunk_note
     from enttok.vault.parser import parse_note
-    from enttok.vault.walker import FileEntry, walk_vault
+    from enttok.vault.walker import list_notes
 
     path = db_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,13 +146,12 @@ def seed_hashing_vectors(vault: Path, data_dir: Path) -> int:
         stored += len(hashes)
         pending.clear()
 
-    for entry in walk_vault(vault):
-        if isinstance(entry, FileEntry):
-            parsed = parse_note(entry.rel_path, Path(entry.abs_path).read_bytes())
-            for chunk in chunk_note(parsed.body):
-                pending[chunk.content_hash] = chunk.embed_text
-            if len(pending) >= 2000:
-                flush()
+    for entry in list_notes(vault)[0]:
+        parsed = parse_note(entry.rel_path, Path(entry.abs_path).read_bytes())
+        for chunk in chunk_note(parsed.body):
+            pending[chunk.content_hash] = chunk.embed_text
+        if len(pending) >= 2000:
+            flush()
     if pending:
         flush()
     conn.close()

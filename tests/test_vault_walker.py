@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from enttok.vault.walker import FileEntry, WalkWarning, is_inside, note_folders, walk_vault
+from enttok.vault.walker import FileEntry, is_inside, list_notes, note_folders
 
 
 def make(root: Path, files: Iterable[str], content: bytes = b"x") -> None:
@@ -25,13 +25,8 @@ def make(root: Path, files: Iterable[str], content: bytes = b"x") -> None:
 def walk(root: Path, should_stop: Callable[[], bool] = lambda: False,
          max_bytes: int = 5 * 1024 * 1024) -> tuple[list[str], list[tuple[str, str]]]:
     """The walk as (note paths, (path, warning) pairs), each in output order."""
-    notes, warnings = [], []
-    for item in walk_vault(root, should_stop, max_bytes):
-        if isinstance(item, WalkWarning):
-            warnings.append((item.rel_path, item.message))
-        else:
-            notes.append(item.rel_path)
-    return notes, warnings
+    files, warnings = list_notes(root, should_stop, max_bytes)
+    return [f.rel_path for f in files], [(w.rel_path, w.message) for w in warnings]
 
 
 class VaultCase(SynchronousTestCase):
@@ -52,7 +47,7 @@ class ListingTests(VaultCase):
 
     def test_entry_fields(self) -> None:
         make(self.root, ["daily/2026-11-27.md"], b"# Today\n")
-        [entry] = list(walk_vault(str(self.root)))
+        [entry], _ = list_notes(str(self.root))
         assert isinstance(entry, FileEntry)
         st = os.stat(self.root / "daily" / "2026-11-27.md")
         self.assertEqual(entry, FileEntry("daily/2026-11-27.md",
@@ -62,7 +57,7 @@ class ListingTests(VaultCase):
     def test_empty_file_and_empty_vault(self) -> None:
         self.assertEqual(walk(self.root), ([], []))
         make(self.root, ["empty.md"], b"")
-        [entry] = list(walk_vault(self.root))
+        [entry], _ = list_notes(self.root)
         assert isinstance(entry, FileEntry)
         self.assertEqual(entry.size, 0)
 
@@ -80,7 +75,7 @@ class ListingTests(VaultCase):
         folder = unicodedata.normalize("NFD", "회의록")
         name = unicodedata.normalize("NFD", "주간 회의.md")
         make(self.root, [f"{folder}/{name}"], b"hello")
-        [entry] = list(walk_vault(self.root))
+        [entry], _ = list_notes(self.root)
         assert isinstance(entry, FileEntry)
         self.assertEqual(entry.rel_path, "회의록/주간 회의.md")
         self.assertTrue(unicodedata.is_normalized("NFC", entry.rel_path))
@@ -105,9 +100,9 @@ class ListingTests(VaultCase):
         self.assertEqual(walk(self.root), ([], []))
 
     def test_missing_root_raises(self) -> None:
-        self.assertRaises(FileNotFoundError, list, walk_vault(self.root / "nope"))
+        self.assertRaises(FileNotFoundError, list_notes, self.root / "nope")
         make(self.root, ["file.md"])
-        self.assertRaises(NotADirectoryError, list, walk_vault(self.root / "file.md"))
+        self.assertRaises(NotADirectoryError, list_notes, self.root / "file.md")
 
 
 class SymlinkTests(VaultCase):
@@ -161,7 +156,7 @@ class SymlinkTests(VaultCase):
         link = Path(self.mktemp()).absolute()
         os.symlink(self.root, link)
         os.symlink("sub", self.root / "again")
-        entries = [e for e in walk_vault(link) if isinstance(e, FileEntry)]
+        entries, _ = list_notes(link)
         self.assertEqual([e.rel_path for e in entries], ["n.md", "sub/m.md"])
         self.assertTrue(entries[0].abs_path.startswith(str(link)))
 

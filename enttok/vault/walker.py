@@ -9,7 +9,7 @@ import operator
 import os
 import stat
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
 from attrs import frozen
@@ -50,14 +50,6 @@ def _contains(real_root: str, real: str) -> bool:
         return os.path.commonpath([real_root, real]) == real_root
     except ValueError:  # different drives, or relative and absolute
         return False
-
-
-def walk_vault(root: str | os.PathLike[str], should_stop: Callable[[], bool] = lambda: False,
-               max_bytes: int = 5 * 1024 * 1024) -> Iterator[FileEntry | WalkWarning]:
-    """The notes of L{list_notes}, then its warnings, one by one."""
-    files, warnings = list_notes(root, should_stop, max_bytes)
-    yield from files
-    yield from warnings
 
 
 def list_notes(root: str | os.PathLike[str], should_stop: Callable[[], bool] = lambda: False,
@@ -211,7 +203,7 @@ def note_folders(root: str | os.PathLike[str]) -> list[str]:
     """
     The folders below C{root} that may hold notes, each after its parent (blocking).
 
-    Hidden folders and C{node_modules} are left out, as by L{walk_vault}; symlinked
+    Hidden folders and C{node_modules} are left out, as by L{list_notes}; symlinked
     folders too: the real folders they point to inside the vault are listed anyway.
     Folders that cannot be read are skipped.
     """
