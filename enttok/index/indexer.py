@@ -230,7 +230,7 @@ class VaultIndex:
     # The vector index
 
     def prepare_vectors(self) -> Deferred[Any]:
-        """Load the hnsw file if it is current, else rebuild it from stored vectors."""
+        """Load the hnsw file and bring it up to date, else rebuild it from stored vectors."""
         return self.vector_lock.run(self._prepare_vectors)
 
     @inlineCallbacks
@@ -300,10 +300,10 @@ class VaultIndex:
     def periodic_save(self) -> Deferred[None]:
         """
         The periodic saver's tick: save a changed hnsw index, unless an indexing
-        job is running. A save in mid-job would not spare a crash its rebuild
-        (the job moves the database's vectors version on), and hnswlib holds
-        the GIL while it writes (0.4 s for 73,000 vectors): the job saves at its
-        end if it changed much, or the next tick after it does.
+        job is running: hnswlib holds the GIL while it writes (0.4 s for 73,000
+        vectors), and a crash that loses unsaved changes is caught up from the
+        stored vectors at the next start. The job saves at its end if it changed
+        much, or the next tick after it does.
         """
         if self.updates_running:
             return succeed(None)
@@ -365,7 +365,7 @@ class VaultIndex:
         yield ctx.track(self.run_cpu(self.vectors.compact_if_needed))
         if summary["chunks"] + summary["chunks_embedded"] >= SAVE_AFTER_CHANGES:
             # Small updates are saved by the periodic saver: rewriting a 100 MB
-            # file would cost more than the update (a crash before it costs a rebuild
+            # file would cost more than the update (a crash before it costs a catch-up
             # from stored vectors at the next start, not lost data).
             yield ctx.track(self.save_vectors())
         return summary
@@ -545,7 +545,7 @@ class VaultIndex:
         if vectors.version == result.version - 1:
             vectors.version = result.version
         elif vectors.version < result.version:
-            vectors.version = -1  # out of step: rebuilt at next start
+            vectors.version = -1  # out of step: caught up (or rebuilt) at next start
         # Else the index was rebuilt from the database after this batch was committed
         # (start-up runs while jobs do): it holds the batch already, and replaying
         # the batches in commit order leaves it as it was.

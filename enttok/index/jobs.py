@@ -26,7 +26,6 @@ from enttok.validation import (
     text,
     timestamp,
 )
-from enttok.vault.walker import FileEntry
 
 Submit = Callable[[str, Any], Deferred[Any]]
 Setting = Callable[[], Any]
@@ -147,10 +146,11 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
         seen = {f.rel_path for f in files}
         deleted = sorted(set(stats) - seen)
         cutoff_ns = _since_ns(ctx.payload["since"])
-        # Unchanged (size, mtime) first, without a call: nearly every file of a scan.
+        # Read a file when it is new, or its size or mtime differ (and, with a since
+        # cutoff, it was modified after it). Inline: a scan tests every file.
         candidates = [f.rel_path for f in files if force or (
             stats.get(f.rel_path) != (f.size, f.mtime_ns)
-            and _looks_changed(f, stats, cutoff_ns))]
+            and (cutoff_ns is None or f.mtime_ns >= cutoff_ns or f.rel_path not in stats))]
         known = (yield ctx.track(index.db.run(
             index_store.note_states, candidates if len(candidates) < 1000 else None))
                  ) if candidates else {}
@@ -214,17 +214,6 @@ def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Any:
     ctx.check_canceled()
     listing = yield ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
     return listing, stats
-
-
-def _looks_changed(file: FileEntry, stats: dict[str, tuple[int, int]],
-                   cutoff_ns: int | None) -> bool:
-    """Whether a file must be read: new, or its size or mtime differ (and, with a
-    C{since} cutoff, it was modified after it)."""
-    known = stats.get(file.rel_path)
-    if known is None:
-        return True
-    return known != (file.size, file.mtime_ns) and (cutoff_ns is None
-                                                     or file.mtime_ns >= cutoff_ns)
 
 
 def _since_ns(since: str | None) -> int | None:

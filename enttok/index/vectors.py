@@ -1,4 +1,4 @@
-"""The hnswlib index of chunk vectors: a derived file, rebuilt from SQLite when stale.
+"""The hnswlib index of chunk vectors: a derived file, brought up to date from SQLite.
 
 hnswlib is not safe for concurrent insert and query, so every call takes one lock.
 All methods block; call them from a thread.
