@@ -4,7 +4,8 @@ Every route and the WebSocket without the token or with a wrong one; DNS-rebindi
 Host headers; cross-site Origins and the "simple" (text/plain) POST a page can send
 without a preflight; path traversal and symlink escapes through job payloads; a
 10 MB body; slow (slowloris-style) clients beside normal ones; and the token never
-written to any log. The deadline for a request line runs on a Clock, in memory.
+written to any log. What is about the site's timers, not sockets (the idle timeout, the
+deadlines for a request line and a request, a repeated token), runs on a Clock, in memory.
 """
 
 from __future__ import annotations
@@ -22,17 +23,15 @@ from typing import Any
 import yaml
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from enttok.api.guard import Guard
-from enttok.api.requests import RECEIVE_DEADLINE, APISite, LimitedChannel, LimitedRequest
+from enttok.api.requests import RECEIVE_DEADLINE, APISite, LimitedChannel
 from tests.daemonsupport import (
     HASHING,
     MODULE,
@@ -179,7 +178,10 @@ class AuthTests(DaemonCase):
         for extra in ("", "X-Backend-Token: wrong-token-0123456789abcdef\r\n",
                       f"Sec-WebSocket-Protocol: enttok.token.{TOKEN}x, enttok.v1\r\n",
                       f"Sec-WebSocket-Protocol: enttok.tokens.{TOKEN}\r\n",
-                      f"Sec-WebSocket-Protocol: {TOKEN}\r\n"):
+                      f"Sec-WebSocket-Protocol: {TOKEN}\r\n",
+                      f"X-Backend-Token: {TOKEN}\r\nX-Backend-Token: {TOKEN}\r\n",
+                      f"X-Backend-Token: {TOKEN}\r\n"
+                      f"Sec-WebSocket-Protocol: enttok.token.{TOKEN}\r\n"):
             raw = exchange(port, upgrade_head(port, extra=extra))
             self.assertEqual(status_of(raw), 401, (extra, raw[:300]))
             self.assertEqual(error_code(raw), "unauthorized")
@@ -390,95 +392,6 @@ class SlowClientTests(DaemonCase):
         self.assertTokenNotLogged(daemon)
 
 
-class IdleTimeoutTests(TestCase):
-    """The site closes a connection that sends nothing (the daemon waits 60 s; here 0.5 s)."""
-
-    def test_idle_connections_are_closed(self) -> Deferred[None]:
-        guard = Guard(Resource(), None, TOKEN, lambda: [])
-        tcp: Any = reactor
-        port = tcp.listenTCP(0, APISite(guard, timeout=0.5), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        guard.port = port.getHost().port
-        results: dict[str, float] = {}
-
-        def watch(name: str, first: bytes) -> None:
-            sock = socket.create_connection(("127.0.0.1", guard.port), timeout=5)
-            started = time.monotonic()
-            sock.sendall(first)
-            try:
-                while sock.recv(1024):
-                    pass
-            except OSError:
-                pass
-            results[name] = time.monotonic() - started
-            sock.close()
-
-        threads = [threading.Thread(target=watch, args=args, daemon=True) for args in
-                   (("silent", b""), ("half a request", b"GET /health HTTP/1.1\r\nHo"))]
-        for thread in threads:
-            thread.start()
-
-        def check() -> None:
-            for thread in threads:
-                thread.join(5)
-            self.assertEqual(set(results), {"silent", "half a request"})
-            for name, waited in results.items():
-                self.assertLess(waited, 3.0, name)
-
-        return deferLater(reactor, 2.0, check)
-
-
-class ReceiveDeadlineTests(TestCase):
-    """A request that trickles in (a byte now and then, so never idle) is answered
-    with 408 at the deadline (the daemon's is 30 s; here 0.5 s)."""
-
-    def test_trickling_requests_are_cut_off(self) -> Deferred[None]:
-        class QuickRequest(LimitedRequest):
-            receive_deadline = 0.5
-
-        guard = Guard(Resource(), None, TOKEN, lambda: [])
-        site = APISite(guard, timeout=60)
-        site.requestFactory = QuickRequest
-        tcp: Any = reactor
-        port = tcp.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        guard.port = port.getHost().port
-        results: dict[str, tuple[float, bytes]] = {}
-
-        def trickle(name: str, request: bytes) -> None:
-            sock = socket.create_connection(("127.0.0.1", guard.port), timeout=5)
-            started = time.monotonic()
-            answer = b""
-            with contextlib.suppress(OSError):
-                for byte in request:
-                    sock.sendall(bytes([byte]))
-                    time.sleep(0.05)
-            with contextlib.suppress(OSError):
-                while chunk := sock.recv(1024):
-                    answer += chunk
-            results[name] = (time.monotonic() - started, answer)
-            sock.close()
-
-        head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 200
-        body = (b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
-                + b"{" * 100)
-        threads = [threading.Thread(target=trickle, args=args, daemon=True)
-                   for args in (("headers", head), ("body", body))]
-        for thread in threads:
-            thread.start()
-
-        def check() -> None:
-            for thread in threads:
-                thread.join(5)
-            self.assertEqual(set(results), {"headers", "body"})
-            for name, (waited, answer) in results.items():
-                self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), (name, answer))
-                self.assertIn(b'"request_timeout"', answer)
-                self.assertLess(waited, 4.0, name)
-
-        return deferLater(reactor, 3.0, check)
-
-
 IDLE = 60.0  # the daemon's idle timeout
 GET = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 UPGRADE = (b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -630,3 +543,141 @@ class FirstLineDeadlineTests(SynchronousTestCase):
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(b"ping"))
         self.transport.protocol.dataReceived(b"\x81\x84" + mask + masked)
         self.assertEqual(self.transport.value(), b"\x81\x04ping")
+
+
+class _ClockChannel:
+    """One HTTP connection to an L{APISite} over a L{StringTransport}, on a Clock."""
+
+    def __init__(self, root: Resource, clock: Clock, idle: float = IDLE) -> None:
+        site = APISite(root, timeout=idle, reactor=clock)
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+        self.channel = site.buildProtocol(address)
+        self.transport = StringTransport(peerAddress=address)
+        self.transport.protocol = self.channel  # as on TCP: Autobahn takes it over
+        self.channel.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> bytes:
+        """Feed C{data} and return everything answered so far."""
+        self.channel.dataReceived(data)
+        return self.transport.value()
+
+
+class RepeatedTokenTests(SynchronousTestCase):
+    """A request carries exactly one token: two C{X-Backend-Token} lines, two token
+    subprotocols, or a header beside a subprotocol are refused, even when all are right."""
+
+    PORT = 40001
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        factory = WebSocketServerFactory(reactor=self.clock)
+        factory.protocol = _Echo
+        factory.setProtocolOptions(openHandshakeTimeout=0)
+        self.guard = Guard(_Hello(), WebSocketResource(factory), TOKEN, lambda: [])
+        self.guard.port = self.PORT
+
+    def answer(self, head: bytes) -> bytes:
+        return _ClockChannel(self.guard, self.clock).send(head)
+
+    def get(self, token_lines: str) -> bytes:
+        return self.answer(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{self.PORT}\r\n"
+                           f"{token_lines}\r\n".encode("latin-1"))
+
+    def upgrade(self, extra: str) -> bytes:
+        return self.answer(upgrade_head(self.PORT, extra=extra))
+
+    def assertUnauthorized(self, raw: bytes) -> None:
+        self.assertEqual(status_of(raw), 401, raw[:300])
+        self.assertEqual(error_code(raw), "unauthorized")
+
+    def test_http(self) -> None:
+        right, wrong = f"X-Backend-Token: {TOKEN}\r\n", "X-Backend-Token: wrong-0123456789ab\r\n"
+        self.assertEqual(status_of(self.get(right)), 200)
+        for lines in (right + right, wrong + right, right + wrong,
+                      right + f"x-backend-token: {TOKEN}\r\n", right + "X-Backend-Token: \r\n"):
+            self.assertUnauthorized(self.get(lines))
+
+    def test_websocket_upgrade(self) -> None:
+        header = f"X-Backend-Token: {TOKEN}\r\n"
+        proto = f"enttok.token.{TOKEN}"
+        self.assertEqual(status_of(self.upgrade(header)), 101)
+        self.assertEqual(status_of(self.upgrade(f"Sec-WebSocket-Protocol: {proto}\r\n")), 101)
+        for extra in (header + header,
+                      header + "X-Backend-Token: wrong-0123456789ab\r\n",
+                      header + f"Sec-WebSocket-Protocol: {proto}\r\n",
+                      f"Sec-WebSocket-Protocol: {proto}, {proto}\r\n",
+                      f"Sec-WebSocket-Protocol: enttok.token.wrong-0123456789ab, {proto}\r\n",
+                      # Header lines of one name are one list (RFC 9110 5.3).
+                      f"Sec-WebSocket-Protocol: {proto}\r\n"
+                      f"Sec-WebSocket-Protocol: {proto}, enttok.v1\r\n"):
+            self.assertUnauthorized(self.upgrade(extra))
+
+    def test_token_subprotocol_counts_only_on_events(self) -> None:
+        """Elsewhere a token subprotocol is no credential, so it makes nothing ambiguous."""
+        raw = self.get(f"X-Backend-Token: {TOKEN}\r\n"
+                       f"Sec-WebSocket-Protocol: enttok.token.{TOKEN}\r\n")
+        self.assertEqual(status_of(raw), 200, raw[:300])
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    """The site closes a connection that sends nothing, or stops sending, once idle
+    for its timeout (the daemon's is 60 s; here 10 s, before the receive deadline)."""
+
+    def connect(self) -> _ClockChannel:
+        self.clock = Clock()
+        guard = Guard(Resource(), None, TOKEN, lambda: [])
+        return _ClockChannel(guard, self.clock, idle=10.0)
+
+    def assertClosedWhenIdle(self, conn: _ClockChannel) -> None:
+        self.clock.advance(9.9)
+        self.assertFalse(conn.transport.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(conn.transport.disconnecting)
+        self.assertEqual(conn.transport.value(), b"")  # closed, not answered
+
+    def test_silent(self) -> None:
+        self.assertClosedWhenIdle(self.connect())
+
+    def test_half_a_request(self) -> None:
+        conn = self.connect()
+        conn.send(b"GET /health HTTP/1.1\r\nHo")
+        self.assertClosedWhenIdle(conn)
+
+
+class ReceiveDeadlineTests(SynchronousTestCase):
+    """A request that trickles in (a byte now and then, so never idle) is answered
+    with 408 at L{RECEIVE_DEADLINE} after its first line, headers or body unfinished."""
+
+    def trickle(self, request: bytes, every: float) -> tuple[_ClockChannel, float]:
+        """Send C{request} a byte at a time until the connection closes; return it
+        and the seconds from the end of the first line to the close."""
+        self.clock = Clock()
+        guard = Guard(Resource(), None, TOKEN, lambda: [])
+        conn = _ClockChannel(guard, self.clock)
+        first_line_at = None
+        for i in range(len(request)):
+            if conn.transport.disconnecting:
+                break
+            conn.send(request[i:i + 1])
+            if first_line_at is None and request[:i + 1].endswith(b"\r\n"):
+                first_line_at = self.clock.seconds()
+            self.clock.advance(every)
+        assert first_line_at is not None
+        self.assertTrue(conn.transport.disconnecting)
+        return conn, self.clock.seconds() - every - first_line_at
+
+    def assertCutOff(self, request: bytes) -> None:
+        conn, waited = self.trickle(request, every=0.25)
+        answer = conn.transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer)
+        self.assertIn(b'"request_timeout"', answer)
+        self.assertLessEqual(waited, RECEIVE_DEADLINE)
+        self.assertGreater(waited, RECEIVE_DEADLINE - 0.5)
+
+    def test_trickled_headers(self) -> None:
+        self.assertCutOff(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: "
+                          + b"x" * 200)
+
+    def test_trickled_body(self) -> None:
+        self.assertCutOff(b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Length: 200\r\n\r\n" + b"{" * 200)

@@ -20,22 +20,22 @@ EVENTS_PATH = b"/events"
 
 
 def offered_subprotocols(request: IRequest) -> list[str]:
-    """The subprotocols a WebSocket client offered, in order."""
-    raw = request.getHeader(b"sec-websocket-protocol") or b""
-    return [p.strip() for p in raw.decode("latin-1").split(",") if p.strip()]
+    """The subprotocols a WebSocket client offered, in order, over all header lines."""
+    lines = request.requestHeaders.getRawHeaders(b"sec-websocket-protocol") or []
+    return [p.strip() for line in lines for p in line.decode("latin-1").split(",")
+            if p.strip()]
 
 
-def presented_token(request: IRequest) -> str | None:
-    """The token a request carries: the header, else (on /events only) a token subprotocol."""
-    header = request.getHeader(TOKEN_HEADER)
-    if header is not None:
-        return header.decode("latin-1")
-    if request.path != EVENTS_PATH:
-        return None
-    for proto in offered_subprotocols(request):
-        if proto.startswith(TOKEN_SUBPROTOCOL_PREFIX):
-            return proto[len(TOKEN_SUBPROTOCOL_PREFIX):]
-    return None
+def presented_tokens(request: IRequest) -> list[str]:
+    """
+    Every token a request carries: each C{X-Backend-Token} header line and, on
+    C{/events} only, each token subprotocol offered.
+    """
+    tokens = [t.decode("latin-1") for t in request.requestHeaders.getRawHeaders(TOKEN_HEADER) or []]
+    if request.path == EVENTS_PATH:
+        tokens.extend(p[len(TOKEN_SUBPROTOCOL_PREFIX):] for p in offered_subprotocols(request)
+                      if p.startswith(TOKEN_SUBPROTOCOL_PREFIX))
+    return tokens
 
 
 class Guard(Resource):
@@ -67,8 +67,10 @@ class Guard(Resource):
         return host in (b"127.0.0.1:%d" % self.port, b"localhost:%d" % self.port)
 
     def _token_ok(self, request: IRequest) -> bool:
-        token = presented_token(request)
-        return token is not None and hmac.compare_digest(token.encode("utf-8"), self._token)
+        # Exactly one token: with two (even two right ones) a proxy or a client
+        # library may have picked either, so the credential is ambiguous.
+        tokens = presented_tokens(request)
+        return len(tokens) == 1 and hmac.compare_digest(tokens[0].encode("utf-8"), self._token)
 
     def _origin(self, request: IRequest) -> tuple[str | None, bool]:
         raw = request.getHeader(b"origin")
@@ -116,7 +118,7 @@ class Guard(Resource):
             return b""
         if not self._token_ok(request):
             return render_error(request, APIError(
-                401, "unauthorized", "missing or wrong X-Backend-Token"))
+                401, "unauthorized", "missing, repeated or wrong X-Backend-Token"))
         if request.path == EVENTS_PATH and self._events is not None:
             refused = self._events_refusal(request, origin, origin_allowed)
             if refused is not None:
