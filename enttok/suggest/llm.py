@@ -12,6 +12,7 @@ from typing import Any
 
 from twisted.internet.defer import CancelledError, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 TIMEOUT = 20.0
 MAX_REPLY_CHARS = 2000
@@ -44,24 +45,15 @@ def summarise(http: Any, clock: IReactorTime, config: Mapping[str, Any],
     url = f"{str(config['base_url']).rstrip('/')}/chat/completions"
     d = http.post(url, data=body.encode("utf-8"), headers=headers, reactor=clock)
     d.addCallback(lambda response: _read(response))
-    expired: list[bool] = []
-
-    def expire() -> None:
-        expired.append(True)
-        d.cancel()
-
-    timer = clock.callLater(TIMEOUT, expire)
+    d.addTimeout(TIMEOUT, clock, onTimeoutCancel=_timed_out)
     try:
         status, raw = yield d
+    except LLMUnavailable:
+        raise
     except Exception as e:
-        # A canceled request fails with CancelledError or, once connected, with
-        # ResponseNeverReceived: the timer says which failure was the timeout.
-        if expired or isinstance(e, CancelledError):
+        if isinstance(e, CancelledError):
             raise LLMUnavailable(f"no answer within {TIMEOUT:g} s") from None
         raise LLMUnavailable(f"request failed: {type(e).__name__}") from None
-    finally:
-        if timer.active():
-            timer.cancel()
     if status != 200:
         raise LLMUnavailable(f"the server answered {status}")
     try:
@@ -71,6 +63,18 @@ def summarise(http: Any, clock: IReactorTime, config: Mapping[str, Any],
     if not isinstance(text, str) or not text.strip():
         raise LLMUnavailable("the reply is empty")
     return text.strip()[:MAX_REPLY_CHARS]
+
+
+def _timed_out(result: object, timeout: float) -> object:
+    """
+    The deadline passed: a failure, whatever it is, is the timeout's doing.
+
+    A canceled request fails with C{CancelledError} or, once connected, with
+    C{ResponseNeverReceived}; an answer that came anyway is kept.
+    """
+    if isinstance(result, Failure):
+        raise LLMUnavailable(f"no answer within {timeout:g} s")
+    return result
 
 
 def _read(response: Any) -> Any:

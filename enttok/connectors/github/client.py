@@ -86,6 +86,18 @@ def _header(response: Any, name: str) -> str | None:
     return values[0] if values else None
 
 
+def _timed_out(result: object, timeout: float) -> object:
+    """
+    The deadline passed: a failure, whatever it is, becomes a L{TimeoutError}.
+
+    Canceled while resolving or connecting, the agent fails with
+    C{DNSLookupError} or C{ConnectingCancelledError}, not C{CancelledError}.
+    """
+    if isinstance(result, Failure):
+        raise TimeoutError(string=f"no answer within {timeout:.0f} s")
+    return result
+
+
 class GitHubClient:
     """
     GET requests to one GitHub API root, at most L{MAX_IN_FLIGHT} at a time.
@@ -161,18 +173,7 @@ class GitHubClient:
         self.requests += 1
         d = self._http.get(url, headers=self._headers(etag), reactor=self._clock)
         d.addCallback(lambda response: self._http_content(response))
-        timer = self._clock.callLater(REQUEST_TIMEOUT, d.cancel)
-
-        def done(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            elif isinstance(result, Failure):
-                # Canceled while resolving or connecting, the agent fails with
-                # DNSLookupError or ConnectingCancelledError, not CancelledError.
-                raise TimeoutError(string=f"no answer within {REQUEST_TIMEOUT:.0f} s")
-            return result
-
-        return d.addBoth(done)
+        return d.addTimeout(REQUEST_TIMEOUT, self._clock, onTimeoutCancel=_timed_out)
 
     def _http_content(self, response: Any) -> Deferred[tuple[Any, bytes]]:
         from treq import content
