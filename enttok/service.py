@@ -240,7 +240,7 @@ def from_config(reactor: Any, config: Config,
                 "database": {"damaged": db.damage is not None, "error": db.damage}}
 
     api = BackendAPI(reactor, settings, status, engine, index, db)
-    stream = EventStream(reactor, bus, db)
+    stream = EventStream(bus, db)
     guard = Guard(api.resource(), events_resource(stream), token,
                   lambda: settings.get("allowed_origins"))
     site = APISite(guard, timeout=HTTP_TIMEOUT, logFormatter=redacting_formatter(lambda: secrets))

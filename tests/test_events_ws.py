@@ -12,19 +12,20 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import deferLater
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
+from twisted.web.resource import Resource
+from zope.interface.verify import verifyObject
 
+from enttok.api.guard import Guard
+from enttok.api.requests import APISite
 from enttok.config import prepare_directories, resolve_config
 from enttok.events.bus import RESTART_GAP, EventBus, Message
-from enttok.events.websocket import (
-    DRAIN_POLL,
-    HIGH_WATER,
-    LOW_WATER,
-    SUBPROTOCOL,
-    EventStream,
-)
+from enttok.events.websocket import SUBPROTOCOL, EventStream, events_resource
 from enttok.jobs.context import JobContext
 from enttok.jobs.engine import PROGRESS_INTERVAL
 from enttok.jobs.model import TERMINAL, Job
@@ -38,6 +39,8 @@ from tests.jobsupport import ManualRunner
 
 TOKEN = "events-ws-token-0123456789"
 WAIT = 5.0
+#: The stream's allowance for a paused client in the unit tests (bytes).
+SMALL_WATER = 500
 
 
 def steps_job() -> JobType:
@@ -353,35 +356,35 @@ class StreamTests(DaemonCase):
         self.assertEqual(len(recorded), len(progress))
 
 
-class _FakeTransport:
-    """The attributes of a TCP transport that L{unsent_bytes} reads."""
-
-    def __init__(self) -> None:
-        self.dataBuffer = b""
-        self.offset = 0
-        self._tempDataLen = 0
-
-
 class _FakeClient:
+    """What the stream uses of an L{EventsProtocol}, over a L{StringTransport}."""
+
     def __init__(self) -> None:
-        self.transport = _FakeTransport()
+        self.transport = StringTransport()
         self.sent: list[Message] = []
+
+    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        self.transport.registerProducer(producer, streaming)
 
     def sendMessage(self, payload: bytes, isBinary: bool = False) -> None:
         self.sent.append(json.loads(payload))
+
+    @property
+    def producer(self) -> IPushProducer:
+        producer: IPushProducer = self.transport.producer
+        return producer
 
 
 class EventStreamTests(SynchronousTestCase):
     """The stream's replay and slow-client handling, without sockets."""
 
     def setUp(self) -> None:
-        self.clock = Clock()
         self.db_runner = ManualRunner()
         self.db = Database(self.mktemp(), self.db_runner)
         self.db.open()
         self.addCleanup(self.db.connection.close)
         self.bus = EventBus()
-        self.stream = EventStream(self.clock, self.bus, self.db)
+        self.stream = EventStream(self.bus, self.db, high_water=SMALL_WATER)
         self.store_job = True
 
     def publish(self, record: bool = True) -> Message:
@@ -451,30 +454,109 @@ class EventStreamTests(SynchronousTestCase):
         return {"type": "job.progress", "job_id": "job_1", "progress": 0.5, "message": None,
                 "seq": seq}
 
+    def test_attach_registers_a_streaming_producer(self) -> None:
+        client = self.attach(None)
+        verifyObject(IPushProducer, client.producer)
+        self.assertTrue(client.transport.streaming)
+
     def test_slow_client_is_skipped_then_resynced(self) -> None:
+        """Paused by its transport, a client is sent at most C{high_water} more bytes,
+        then nothing until its transport resumes it (its buffer drained): a resync."""
         slow = self.attach(None)
         fast = self.attach(None)
-        slow.transport.dataBuffer = b"x" * (HIGH_WATER + 1)
-        for _ in range(3):
-            self.publish()
-        self.assertEqual((self.seqs(slow), self.seqs(fast)), ([], [1, 2, 3]))
-        slow.transport.dataBuffer = b"x" * (LOW_WATER + 1)
-        self.clock.advance(DRAIN_POLL)
-        self.assertEqual(slow.sent, [])  # not drained enough yet
-        slow.transport.offset = 2
-        self.clock.advance(DRAIN_POLL)
-        self.assertEqual(slow.sent, [{"type": "resync", "seq": 3}])
-        self.publish()
-        self.assertEqual(self.seqs(slow), [3, 4])
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        slow.producer.pauseProducing()
+        sizes = []
+        for _ in range(20):  # ~85 bytes each: 1700 in all, over the 500 allowed
+            sizes.append(len(json.dumps(self.publish(record=False)).encode()))
+            slow.producer.pauseProducing()  # the transport asks again at every write
+        self.assertEqual(self.seqs(fast), list(range(1, 21)))
+        sent = len(slow.sent)
+        self.assertEqual(self.seqs(slow), list(range(1, sent + 1)))
+        self.assertLessEqual(sum(sizes[:sent]), SMALL_WATER)
+        self.assertGreater(sum(sizes[:sent + 1]), SMALL_WATER)
+        slow.producer.resumeProducing()
+        self.assertEqual(slow.sent[sent:], [{"type": "resync", "seq": 20}])
+        self.publish(record=False)
+        self.assertEqual(self.seqs(slow)[-2:], [20, 21])
+        self.assertEqual(self.seqs(fast), list(range(1, 22)))
 
-    def test_detach_stops_the_drain_poll(self) -> None:
+    def test_paused_client_within_budget_misses_nothing(self) -> None:
+        client = self.attach(None)
+        client.producer.pauseProducing()
+        self.publish(record=False)
+        client.producer.resumeProducing()
+        client.producer.pauseProducing()  # a new pause starts a new budget
+        for _ in range(4):
+            self.publish(record=False)
+        client.producer.resumeProducing()
+        self.assertEqual(self.seqs(client), [1, 2, 3, 4, 5])
+
+    def test_detached_client_is_not_resynced(self) -> None:
         slow = self.attach(None)
-        slow.transport._tempDataLen = HIGH_WATER + 1
-        self.publish()
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        slow.producer.pauseProducing()
+        for _ in range(10):
+            self.publish(record=False)
+        sent = list(slow.sent)
         self.stream.detach(slow)  # type: ignore[arg-type]
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        slow.producer.stopProducing()
+        slow.producer.resumeProducing()
+        self.assertEqual(slow.sent, sent)
+
+
+class SlowSocketTests(TestCase):
+    """Back-pressure on real sockets: the TCP transport pauses the stream's producer
+    for a client that stops reading (after Autobahn took the connection over from
+    twisted.web), while another client gets everything."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.db = Database(self.mktemp(), run_inline)
+        self.db.open()
+        self.addCleanup(self.db.connection.close)
+        self.bus = EventBus()
+        self.stream = EventStream(self.bus, self.db)
+        guard = Guard(Resource(), events_resource(self.stream), TOKEN, lambda: [])
+        port = reactor.listenTCP(0, APISite(guard), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        guard.port = self.port = port.getHost().port
+        self.warnings: list[LogEvent] = []
+        observer = self.warnings.append
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def too_slow_warned(self) -> bool:
+        return any("too slow" in (e.get("log_format") or "") for e in self.warnings)
+
+    @inlineCallbacks
+    def test_a_client_that_stops_reading(self) -> Any:
+        clients = []
+        for _ in range(2):
+            client = EventsClient(self.port, protocols=["enttok.token." + TOKEN])
+            self.addCleanup(client.close)
+            clients.append((yield client.opened.addTimeout(WAIT, reactor)))
+        fast, slow = clients
+        assert slow.protocol is not None
+        slow.protocol.transport.pauseProducing()  # reads nothing more
+        text = "가" * 10_000  # 30 KB of UTF-8 a message
+        # Kernel buffers take a few MB first; 32 MB is far more than they hold.
+        for _ in range(1100):
+            self.bus.publish({"type": "log", "level": "info", "message": text})
+            yield deferLater(reactor, 0, lambda: None)
+            if self.too_slow_warned():
+                break
+        self.assertTrue(self.too_slow_warned())
+        last = self.bus.seq
+        yield fast.wait_for(lambda ms: bool(ms) and ms[-1]["seq"] == last, "every message")
+        self.assertEqual([m["seq"] for m in fast.messages], list(range(1, last + 1)))
+        slow.protocol.transport.resumeProducing()
+        yield slow.wait_for(lambda ms: bool(ms) and ms[-1]["type"] == "resync", "a resync")
+        seqs = [m["seq"] for m in slow.messages]
+        self.assertEqual(seqs[:-1], list(range(1, len(seqs))))  # a prefix, then the resync
+        self.assertLess(len(seqs) - 1, last)
+        self.assertEqual(slow.messages[-1], {"type": "resync", "seq": last})
+        self.bus.publish({"type": "log", "level": "info", "message": "after"})
+        yield slow.wait_for(lambda ms: ms[-1].get("message") == "after", "live again")
 
 
 class EventBusTests(SynchronousTestCase):

@@ -6,14 +6,16 @@ The guard has checked the token and Origin before a connection gets here.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from attrs import define, field
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from enttok.api.guard import TOKEN_SUBPROTOCOL_PREFIX
 from enttok.events.bus import EventBus, Message
@@ -21,27 +23,43 @@ from enttok.store import Database
 from enttok.store import jobs as store
 
 SUBPROTOCOL = "enttok.v1"
-#: A client whose unsent bytes pass this stops receiving until it drains.
+#: While its connection's buffer is full (the transport paused us), a client is
+#: sent at most this many more bytes; after that it misses messages until the
+#: buffer drains and is then sent a resync.
 HIGH_WATER = 1024 * 1024
-LOW_WATER = 64 * 1024
-DRAIN_POLL = 0.25
 MAX_REPLAY = 10_000
 
 
-def unsent_bytes(protocol: WebSocketServerProtocol) -> int:
-    """Bytes written to the client's connection that the kernel has not taken yet."""
-    transport = protocol.transport
-    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
-    return buffered + getattr(transport, "_tempDataLen", 0)
-
-
+@implementer(IPushProducer)
 @define(eq=False)
 class _Client:
+    """
+    One client's state, and the producer its transport pauses when the kernel
+    stops taking bytes and resumes once its buffer is empty again.
+    """
+
     protocol: EventsProtocol
     live: bool
+    on_drained: Callable[[_Client], None]
     held: list[tuple[int, bytes]] = field(factory=list)
+    paused: bool = False
+    #: Bytes sent since the transport paused this client.
+    backlog: int = 0
     overflowed: bool = False
-    drain_call: IDelayedCall | None = None
+
+    def pauseProducing(self) -> None:
+        # The transport asks again at every write while its buffer stays full.
+        if not self.paused:
+            self.paused, self.backlog = True, 0
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.overflowed:
+            self.overflowed = False
+            self.on_drained(self)
+
+    def stopProducing(self) -> None:
+        """The connection is gone; L{EventStream.detach} follows from C{onClose}."""
 
 
 class EventStream:
@@ -52,9 +70,9 @@ class EventStream:
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, bus: EventBus, db: Database) -> None:
-        self._clock = clock
+    def __init__(self, bus: EventBus, db: Database, high_water: int = HIGH_WATER) -> None:
         self._bus = bus
+        self._high_water = high_water
         self._db = db
         self._clients: dict[EventsProtocol, _Client] = {}
         bus.subscribe(self._deliver)
@@ -64,16 +82,18 @@ class EventStream:
         return len(self._clients)
 
     def attach(self, protocol: EventsProtocol, since: int | None) -> None:
-        """Start sending to C{protocol}: live at once, or after replaying from C{since}."""
-        client = _Client(protocol, live=since is None)
+        """
+        Start sending to C{protocol}: live at once, or after replaying from C{since}.
+        Its transport gets the client as its (streaming) producer.
+        """
+        client = _Client(protocol, live=since is None, on_drained=self._drained)
         self._clients[protocol] = client
+        protocol.registerProducer(client, True)
         if since is not None:
             self._replay(client, since)
 
     def detach(self, protocol: EventsProtocol) -> None:
-        client = self._clients.pop(protocol, None)
-        if client is not None and client.drain_call is not None and client.drain_call.active():
-            client.drain_call.cancel()
+        self._clients.pop(protocol, None)
 
     def _replay(self, client: _Client, since: int) -> None:
         def read(conn: Any) -> tuple[int, list[store.EventRow]]:
@@ -115,22 +135,18 @@ class EventStream:
     def _send_bytes(self, client: _Client, data: bytes) -> None:
         if client.overflowed:
             return
-        if unsent_bytes(client.protocol) > HIGH_WATER:
-            client.overflowed = True
-            self.log.warn("an /events client is too slow; dropping messages until it drains")
-            client.drain_call = self._clock.callLater(DRAIN_POLL, self._drain, client)
-            return
+        if client.paused:
+            client.backlog += len(data)
+            if client.backlog > self._high_water:
+                client.overflowed = True
+                self.log.warn("an /events client is too slow; dropping messages until it drains")
+                return
         client.protocol.sendMessage(data, isBinary=False)
 
-    def _drain(self, client: _Client) -> None:
-        client.drain_call = None
-        if client.protocol not in self._clients:
-            return
-        if unsent_bytes(client.protocol) > LOW_WATER:
-            client.drain_call = self._clock.callLater(DRAIN_POLL, self._drain, client)
-            return
-        client.overflowed = False
-        self._send(client, {"type": "resync", "seq": self._bus.seq})
+    def _drained(self, client: _Client) -> None:
+        """A client that missed messages caught up: tell it to reload."""
+        if client.protocol in self._clients:
+            self._send(client, {"type": "resync", "seq": self._bus.seq})
 
 
 class EventsProtocol(WebSocketServerProtocol):
@@ -152,6 +168,9 @@ class EventsProtocol(WebSocketServerProtocol):
                     None)
 
     def onOpen(self) -> None:
+        # The transport was taken over from twisted.web, whose channel is still
+        # its producer: it would be paused and resumed in our place.
+        self.unregisterProducer()
         self.factory.stream.attach(self, self._since)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
