@@ -17,7 +17,6 @@ from enttok.vault.parser import ParsedNote
 
 VECTORS_VERSION = "vectors_version"
 LAST_INDEXED = "index_last_update"
-VAULT_ROOT = "vault_root"
 
 
 @frozen
