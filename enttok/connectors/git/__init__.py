@@ -1,0 +1,1 @@
+"""The local git connector: the user's own commits in local repositories."""

@@ -1,0 +1,336 @@
+"""
+C{connector.git.sync}: the user's own commits in local repositories, per branch.
+
+The cursor keeps each branch's tip as last seen, so the next sync walks only
+C{old..new}; a rewritten branch (the old tip no longer an ancestor) is walked
+back to a little before its last sync instead. Each commit's identity is its
+patch id (C{git patch-id --stable}), so a cherry-pick, a rebased copy or the
+same commit seen on another branch or clone is stored once, with the branches
+and commits it was seen as. Merge commits are left out (their changes are the
+merged commits'). Each repository's commits and cursor are written in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from attrs import define, field
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from enttok.connectors.activity import Activity
+from enttok.connectors.git import store as git_store
+from enttok.connectors.git.discover import candidates
+from enttok.connectors.git.parse import LOG_OPTIONS, Commit, LogParser, parse_patch_ids
+from enttok.connectors.git.process import GitError, GitMissing, GitRunner, find_git, git_environ
+from enttok.jobs.context import JobContext
+from enttok.jobs.model import utc_iso
+from enttok.store import Database
+from enttok.validation import Field, optional, timestamp
+
+#: How far back a first sync (or a new repository) looks unless the payload says.
+FIRST_SYNC_DAYS = 30
+#: A rewritten branch is walked back to this long before its last sync.
+REWRITE_OVERLAP = timedelta(days=1)
+STATE_KEY = "git"
+
+PAYLOAD = {
+    "since": Field(optional(timestamp), None,
+                   "How far back a first sync of a repository looks (default 30 days)."),
+}
+
+#: Diff options shared by the walks (no program configured by a repository runs).
+_DIFF = ("--no-merges", "--no-ext-diff", "--no-textconv", "--no-renames")
+
+
+@define
+class Walk:
+    """
+    One branch's commits to read: C{tip}, without C{old} (its tip at the last
+    sync) and C{exclude} (tips of branches walked before it), back to C{since}.
+    """
+
+    branch: str
+    tip: str
+    old: str | None = None
+    exclude: list[str] = field(factory=list)
+    since: str | None = None
+
+    def args(self) -> list[str]:
+        return [self.tip, *(f"^{t}" for t in ([self.old] if self.old else []) + self.exclude),
+                *([f"--since={self.since}"] if self.since else [])]
+
+
+@define
+class RepoResult:
+    """What one repository's sync found."""
+
+    items: dict[str, Activity] = field(factory=dict)
+    commits: int = 0
+    walks: int = 0
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _author_args(emails: Sequence[str]) -> list[str]:
+    # Fixed strings, case-insensitive, matched against "Name <email>".
+    return ["--fixed-strings", "--regexp-ignore-case",
+            *(f"--author=<{email}>" for email in emails)]
+
+
+def commit_item(commit: Commit, patch_id: str | None, repo: str, path: str,
+                branch: str) -> Activity:
+    """The activity row of C{commit} seen on C{branch} of the repository at C{path}."""
+    return Activity(
+        identity=f"git:{patch_id or commit.sha}", kind="commit", title=commit.subject,
+        occurred_at=commit.authored_at, repo=repo,
+        raw={"sha": commit.sha, "shas": [commit.sha], "patch_id": patch_id,
+             "branch": branch, "branches": [branch], "repo": repo, "repos": [repo],
+             "path": path, "subject": commit.subject, "author_email": commit.author_email,
+             "author_name": commit.author_name, "committed_at": commit.committed_at,
+             "files": list(commit.files), "files_changed": commit.files_changed,
+             "insertions": commit.insertions, "deletions": commit.deletions})
+
+
+class GitSync:
+    """One run of the sync over every configured repository."""
+
+    def __init__(self, ctx: JobContext, db: Database, runner: GitRunner, clock: IReactorTime,
+                 settings: Mapping[str, Any], state_key: str = STATE_KEY) -> None:
+        self.ctx = ctx
+        self.db = db
+        self.git = runner
+        self.clock = clock
+        self.settings = settings
+        self.state_key = state_key
+        self.started = datetime.fromtimestamp(clock.seconds(), UTC)
+        self.cursor: dict[str, Any] = {}
+        self.warnings: list[str] = []
+        self.saved = 0
+        self.commits = 0
+        self.walks = 0
+        self.synced: list[str] = []
+        self.fraction = 0.0
+        #: Repositories synced by their common git folder: C{{folder: path}}.
+        self.common_dirs: dict[str, str] = {}
+
+    def _warn(self, message: str, **meta: Any) -> None:
+        self.warnings.append(message)
+        self.ctx.warn(message, **meta)
+
+    @inlineCallbacks
+    def run(self) -> Any:
+        """Fires with the job's result (see L{_result})."""
+        self.cursor = yield self.ctx.track(self.db.run(git_store.get_cursor, self.state_key))
+        found = yield self.ctx.run_blocking(
+            candidates, self.settings["repositories"], self.settings["search_roots"],
+            self.settings["search_depth"])
+        if not self.settings["repositories"] and not self.settings["search_roots"]:
+            self._warn("no repositories configured (connectors.git.repositories "
+                       "or search_roots)")
+        for message in found.warnings:
+            self._warn(message)
+        for number, path in enumerate(found.paths):
+            self.ctx.check_canceled()
+            self.fraction = number / max(1, len(found.paths))
+            self.ctx.progress(self.fraction,
+                              f"{number}/{len(found.paths)} repositories synced")
+            try:
+                yield self._repo(path)
+            except GitError as e:
+                self._warn(f"{path}: git failed: {e}", path=path)
+            except GitMissing as e:
+                self._warn(str(e))
+                break
+        self.ctx.progress(1.0, f"{len(found.paths)}/{len(found.paths)} repositories synced")
+        return self._result()
+
+    def _result(self) -> dict[str, Any]:
+        return {"status": "ok", "items_new": self.saved, "commits": self.commits,
+                "repositories": self.synced, "walks": self.walks,
+                "git_commands": self.git.commands, "warnings": self.warnings}
+
+    @inlineCallbacks
+    def _repo(self, path: str) -> Any:
+        out = yield self.git.run(path, ["rev-parse", "--is-bare-repository",
+                                        "--absolute-git-dir", "--show-prefix",
+                                        "--git-common-dir"])
+        lines = out.stdout.decode("utf-8", "replace").split("\n")
+        if out.code != 0 or len(lines) < 4:
+            self._warn(f"{path}: not a git repository", path=path)
+            return
+        if lines[2]:
+            self._warn(f"{path}: not a git repository (a folder inside one)", path=path)
+            return
+        # Worktrees of one repository share its branches: sync them once.
+        common = os.path.realpath(os.path.join(path, lines[3]))
+        if common in self.common_dirs:
+            self.ctx.info(f"{path}: a worktree of {self.common_dirs[common]}, synced with it",
+                          path=path)
+            return
+        self.common_dirs[common] = path
+        name = os.path.basename(path.rstrip(os.sep))
+        if lines[0] == "true" and name.endswith(".git"):
+            name = name[:-4]
+        emails = list(self.settings["author_emails"]) or (yield self._config_email(path))
+        if not emails:
+            self._warn(f"{path}: no author e-mail (set connectors.git.author_emails "
+                       f"or git config user.email)", path=path)
+            return
+        tips, head = yield self._branches(path)
+        walks = self._walks(path, tips, head)
+        result = RepoResult()
+        for walk in (yield self._settle(path, walks)):
+            self.ctx.check_canceled()
+            yield self._walk(path, name, walk, emails, result)
+        repo_cursor = {"branches": {branch: {"tip": tip, "synced_at": self._now()}
+                                    for branch, tip in tips.items()}}
+        self.cursor = {**self.cursor, "repos": {**self.cursor.get("repos", {}),
+                                                path: repo_cursor}}
+        self.saved += yield self.ctx.track(self.db.run(
+            git_store.save_repo, list(result.items.values()), self._now(), self.state_key,
+            self.cursor))
+        self.commits += result.commits
+        self.walks += result.walks
+        self.synced.append(path)
+
+    def _now(self) -> str:
+        return utc_iso(self.clock.seconds())
+
+    @inlineCallbacks
+    def _config_email(self, path: str) -> Any:
+        out = yield self.git.run(path, ["config", "--get", "user.email"])
+        email = out.stdout.decode("utf-8", "replace").strip()
+        return [email] if out.code == 0 and email else []
+
+    @inlineCallbacks
+    def _branches(self, path: str) -> Any:
+        """C{({branch: tip}, the checked-out branch or None)}."""
+        raw = yield self.git.check(path, [
+            "for-each-ref", "--format=%(objecttype)%00%(refname:strip=2)%00%(objectname)",
+            "refs/heads", "--sort=refname"])
+        tips: dict[str, str] = {}
+        for line in raw.decode("utf-8", "replace").splitlines():
+            kind, branch, tip = [*line.split("\x00"), "", ""][:3]
+            if kind == "commit":
+                tips[branch] = tip
+        head = yield self.git.run(path, ["symbolic-ref", "-q", "--short", "HEAD"])
+        current = head.stdout.decode("utf-8", "replace").strip()
+        return tips, current if current in tips else None
+
+    def _walks(self, path: str, tips: Mapping[str, str], head: str | None) -> list[Walk]:
+        """
+        What to read per branch, the checked-out branch first: a moved branch
+        from its old tip; a new one (or a first sync) back to the first-sync
+        date, leaving out what the branches walked before it (or known from
+        the last sync) hold, so a commit is credited to the branch it was made on.
+        """
+        known = self.cursor.get("repos", {}).get(path, {}).get("branches", {})
+        since = self.ctx.payload["since"] or _iso(
+            self.started - timedelta(days=FIRST_SYNC_DAYS))
+        order = ([head] if head else []) + [b for b in tips if b != head]
+        walked: list[str] = [entry["tip"] for branch, entry in known.items()
+                             if branch not in tips and isinstance(entry, dict)
+                             and isinstance(entry.get("tip"), str)]
+        walks = []
+        for branch in order:
+            tip = tips[branch]
+            entry = known.get(branch)
+            old = entry.get("tip") if isinstance(entry, dict) else None
+            if old == tip:
+                walked.append(tip)
+                continue
+            if isinstance(old, str):
+                # Dated for the case it was rewritten: see _settle.
+                walks.append(Walk(branch, tip, old, since=str(entry.get("synced_at") or since)))
+            else:
+                walks.append(Walk(branch, tip, exclude=[
+                    t for t in dict.fromkeys(walked) if t != tip], since=since))
+            walked.append(tip)
+        return walks
+
+    @inlineCallbacks
+    def _settle(self, path: str, walks: list[Walk]) -> Any:
+        """
+        The walks of moved branches settled: C{old..new} when the old tip is an
+        ancestor (no date bound needed), else a walk of the new tip back to
+        L{REWRITE_OVERLAP} before the branch's last sync.
+        """
+        settled = []
+        for walk in walks:
+            if walk.old is None:
+                settled.append(walk)
+                continue
+            out = yield self.git.run(path, ["merge-base", "--is-ancestor", walk.old, walk.tip])
+            if out.code == 0:
+                settled.append(Walk(walk.branch, walk.tip, walk.old))
+            else:  # rewritten (1), or the old tip is gone (128)
+                synced = datetime.fromisoformat(str(walk.since).replace("Z", "+00:00"))
+                settled.append(Walk(walk.branch, walk.tip,
+                                    since=_iso(synced - REWRITE_OVERLAP)))
+        return settled
+
+    @inlineCallbacks
+    def _walk(self, path: str, name: str, walk: Walk, emails: Sequence[str],
+              result: RepoResult) -> Any:
+        commits: list[Commit] = []
+        parser = LogParser(commits.append)
+        filters = [*_DIFF, *_author_args(emails)]
+        out = yield self.git.stream(path, ["log", *LOG_OPTIONS, *filters, *walk.args(), "--"],
+                                    parser.feed)
+        if out.code != 0:
+            raise GitError(walk.args(), out.code, out.stderr)
+        parser.close()
+        result.walks += 1
+        if not commits:
+            return
+        patches = yield self.git.pipe(
+            path, ["log", "-p", "--format=commit %H", *filters, *walk.args(), "--"],
+            ["patch-id", "--stable"])
+        ids = parse_patch_ids(patches)
+        for commit in commits:
+            item = commit_item(commit, ids.get(commit.sha), name, path, walk.branch)
+            if item.identity in result.items:
+                earlier = result.items[item.identity]
+                item = Activity(item.identity, item.kind, earlier.title,
+                                min(earlier.occurred_at, item.occurred_at),
+                                git_store.merge_raw(earlier.raw, item.raw), earlier.repo)
+            result.items[item.identity] = item
+        result.commits += len(commits)
+        self.ctx.progress(self.fraction, f"{name} {walk.branch}: {len(commits)} commits")
+
+
+def sync_git(ctx: JobContext, db: Database, reactor: Any, settings: Mapping[str, Any],
+             environ: Mapping[str, str], state_key: str = STATE_KEY,
+             clock: IReactorTime | None = None) -> Deferred[dict[str, Any]]:
+    """
+    Sync the repositories of C{settings} (the C{connectors.git} section).
+
+    @param reactor: provides C{IReactorProcess} and C{IReactorTime}.
+    @param environ: the environment git is looked up in (C{PATH}) and runs with.
+    @param clock: what "now" is read from (default C{reactor}).
+    @return: fires with the job's result: C{items_new}, C{commits},
+        C{repositories} (the paths synced), C{warnings} (bad paths,
+        non-repositories, a missing git), C{walks}, C{git_commands}.
+    """
+    try:
+        git = find_git(environ)
+    except GitMissing as e:
+        ctx.warn(str(e))
+        return succeed({"status": "git_missing", "items_new": 0, "commits": 0,
+                        "repositories": [], "walks": 0, "git_commands": 0,
+                        "warnings": [str(e)]})
+    runner = GitRunner(reactor, git, git_environ(environ))
+    sync = GitSync(ctx, db, runner, clock if clock is not None else reactor, settings, state_key)
+    return Deferred.fromCoroutine(_run(sync))
+
+
+async def _run(sync: GitSync) -> dict[str, Any]:
+    result: dict[str, Any] = await sync.run()
+    return result
