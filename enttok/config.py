@@ -19,15 +19,14 @@ from platformdirs import user_data_dir
 
 APP_NAME = "enttok-e"
 DEFAULT_PORT = 49671
-RUN_ENVS = ("dev", "prod")
 
-#: (option name, environment variable) pairs; the command line wins.
+#: (option name, environment variable) pairs; the command line wins. (The desktop
+#: app also sets C{RUN_ENV}; nothing depends on it, so it is not read.)
 ENV_NAMES: Mapping[str, str] = {
     "port": "BACKEND_PORT",
     "token": "BACKEND_TOKEN",
     "data-dir": "APP_DATA_DIR",
     "log-dir": "LOG_DIR",
-    "run-env": "RUN_ENV",
     "vault": "ENTTOK_VAULT",
     "parent-pid": "BACKEND_PARENT_PID",
 }
@@ -45,7 +44,6 @@ class Config:
     token: str | None
     data_dir: Path
     log_dir: Path
-    run_env: str
     vault: Path | None
     exit_on_stdin_close: bool
     parent_pid: int | None
@@ -57,10 +55,6 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.backend_dir / "data" / "index.db"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.backend_dir / "cache"
 
     @property
     def settings_path(self) -> Path:
@@ -114,9 +108,6 @@ def resolve_config(
     data_dir = data_dir.expanduser().absolute()
     log_text = _pick("log-dir", cli, env)
     log_dir = Path(log_text).expanduser().absolute() if log_text else data_dir / "backend" / "logs"
-    run_env = _pick("run-env", cli, env) or "prod"
-    if run_env not in RUN_ENVS:
-        raise ConfigError(f"invalid RUN_ENV {run_env!r}: expected one of {', '.join(RUN_ENVS)}")
     vault_text = _pick("vault", cli, env)
     token = _pick("token", cli, env)
     if token is not None and (len(token) < 16 or not token.isprintable() or " " in token):
@@ -126,7 +117,6 @@ def resolve_config(
         token=token,
         data_dir=data_dir,
         log_dir=log_dir,
-        run_env=run_env,
         vault=Path(vault_text).expanduser().absolute() if vault_text else None,
         exit_on_stdin_close=bool(cli.get("exit-on-stdin-close")),
         parent_pid=_parse_pid(_pick("parent-pid", cli, env)),
@@ -144,13 +134,12 @@ def _ensure_writable_dir(path: Path, what: str) -> None:
 
 def prepare_directories(config: Config) -> None:
     """
-    Create the data layout (C{backend/data}, C{backend/logs}, C{backend/cache}).
+    Create the data layout (C{backend/data}, C{backend/logs}).
 
     @raise ConfigError: when a folder cannot be created or written.
     """
     _ensure_writable_dir(config.backend_dir, "data directory")
     _ensure_writable_dir(config.db_path.parent, "data directory")
-    _ensure_writable_dir(config.cache_dir, "cache directory")
     _ensure_writable_dir(config.log_dir, "log directory")
     if config.vault is not None and not config.vault.is_dir():
         raise ConfigError(f"vault {str(config.vault)!r} is not a folder")

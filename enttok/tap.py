@@ -16,14 +16,13 @@ class Options(usage.Options):
 
     synopsis = "[options]"
     longdesc = ("Runs the enttok backend on 127.0.0.1. Environment: BACKEND_PORT, "
-                "BACKEND_TOKEN, APP_DATA_DIR, LOG_DIR, RUN_ENV, ENTTOK_VAULT, "
+                "BACKEND_TOKEN, APP_DATA_DIR, LOG_DIR, ENTTOK_VAULT, "
                 "BACKEND_PARENT_PID; command-line options win.")
     optParameters = [
         ["port", "p", None, "Port on 127.0.0.1 (default 49671; 0 picks a free port)."],
         ["token", None, None, "API token (default: generated and stored in the data dir)."],
         ["data-dir", None, None, "Application data folder (default: the user-data dir)."],
         ["log-dir", None, None, "Log folder (default: <data>/backend/logs)."],
-        ["run-env", None, None, "dev or prod (default prod)."],
         ["vault", None, None, "Vault folder; sets the vault_path setting."],
         ["parent-pid", None, None, "Exit when this process stops being the parent."],
     ]

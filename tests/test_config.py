@@ -47,7 +47,6 @@ class PrecedenceTests(SynchronousTestCase):
         ("log-dir", "LOG_DIR", "/cli/logs", "/env/logs", "log_dir",
          Path("/cli/logs"), Path("/env/logs"),
          Path("/home/user/.local/share/enttok-e/backend/logs")),
-        ("run-env", "RUN_ENV", "dev", "prod", "run_env", "dev", "prod", "prod"),
         ("vault", "ENTTOK_VAULT", "/cli/vault", "/env/vault", "vault",
          Path("/cli/vault"), Path("/env/vault"), None),
         ("parent-pid", "BACKEND_PARENT_PID", "4242", "4343", "parent_pid", 4242, 4343, None),
@@ -70,9 +69,8 @@ class PrecedenceTests(SynchronousTestCase):
         self.assertFalse(config.exit_on_stdin_close)
 
     def test_empty_environment_value_is_absent(self) -> None:
-        config = resolve((), {"BACKEND_PORT": "", "RUN_ENV": "", "APP_DATA_DIR": ""})
+        config = resolve((), {"BACKEND_PORT": "", "APP_DATA_DIR": ""})
         self.assertEqual(config.port, DEFAULT_PORT)
-        self.assertEqual(config.run_env, "prod")
         self.assertEqual(config.data_dir, Path("/home/user/.local/share/enttok-e"))
 
     def test_default_port(self) -> None:
@@ -95,7 +93,6 @@ class PrecedenceTests(SynchronousTestCase):
         config = resolve(("--data-dir", "/d"))
         self.assertEqual(config.backend_dir, Path("/d/backend"))
         self.assertEqual(config.db_path, Path("/d/backend/data/index.db"))
-        self.assertEqual(config.cache_dir, Path("/d/backend/cache"))
         self.assertEqual(config.settings_path, Path("/d/backend/data/settings.json"))
         self.assertEqual(config.token_path, Path("/d/backend/backend.token"))
 
@@ -126,9 +123,10 @@ class ValidationTests(SynchronousTestCase):
     def test_highest_port_allowed(self) -> None:
         self.assertEqual(resolve(("--port", "65535")).port, 65535)
 
-    def test_bad_run_env(self) -> None:
-        self.assertConfigError((), {"RUN_ENV": "staging"}, mentions="RUN_ENV")
-        self.assertConfigError(("--run-env", "Prod"), mentions="'Prod'")
+    def test_run_env_is_ignored(self) -> None:
+        """The desktop app sets RUN_ENV (dev or prod); no value changes anything."""
+        for value in ("dev", "prod", "staging"):
+            self.assertEqual(resolve((), {"RUN_ENV": value}), resolve())
 
     def test_short_token_rejected(self) -> None:
         self.assertConfigError(("--token", "short"), mentions="token")
@@ -158,10 +156,12 @@ class DirectoryTests(SynchronousTestCase):
         self.root.mkdir()
 
     def test_creates_layout(self) -> None:
+        """The data and log folders, nothing else."""
         config = resolve(("--data-dir", str(self.root / "data")))
         prepare_directories(config)
-        for sub in ("backend/data", "backend/logs", "backend/cache"):
-            self.assertTrue((self.root / "data" / sub).is_dir(), sub)
+        self.assertEqual(sorted(p.relative_to(self.root / "data").as_posix()
+                                for p in (self.root / "data").rglob("*")),
+                         ["backend", "backend/data", "backend/logs"])
 
     def test_creates_separate_log_dir(self) -> None:
         config = resolve(("--data-dir", str(self.root / "data"),
@@ -174,7 +174,7 @@ class DirectoryTests(SynchronousTestCase):
         config = resolve(("--data-dir", str(self.root)))
         prepare_directories(config)
         prepare_directories(config)
-        self.assertTrue((self.root / "backend" / "cache").is_dir())
+        self.assertTrue((self.root / "backend" / "data").is_dir())
 
     def test_file_where_backend_dir_should_be(self) -> None:
         # Tests may run as root, which may write anywhere: a file blocks the folder.
@@ -195,13 +195,6 @@ class DirectoryTests(SynchronousTestCase):
                           "--log-dir", str(self.root / "logs")))
         error = self.assertRaises(ConfigError, prepare_directories, config)
         self.assertIn("log directory", str(error))
-
-    def test_file_where_cache_dir_should_be(self) -> None:
-        (self.root / "backend").mkdir()
-        (self.root / "backend" / "cache").write_text("not a folder")
-        config = resolve(("--data-dir", str(self.root)))
-        error = self.assertRaises(ConfigError, prepare_directories, config)
-        self.assertIn("cache directory", str(error))
 
     def test_vault_must_be_a_folder(self) -> None:
         (self.root / "vault.md").write_text("a file")

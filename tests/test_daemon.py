@@ -269,10 +269,6 @@ class StartupFailureTests(SynchronousTestCase):
     def test_bad_port(self) -> None:
         self.assertOneLineError(self.run_daemon("--port", "abc"), "port")
 
-    def test_bad_run_env(self) -> None:
-        self.assertOneLineError(self.run_daemon("--port", "0", env={"RUN_ENV": "staging"}),
-                                "RUN_ENV")
-
     def test_short_token(self) -> None:
         self.assertOneLineError(self.run_daemon("--port", "0", "--token", "short"), "token")
 
