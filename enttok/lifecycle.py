@@ -11,10 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorTCP
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from enttok import __version__
@@ -38,7 +41,7 @@ def write_ready_line(port: int, fd: int = 1) -> None:
 
 class WebService(Service):
     """
-    Serves the site on 127.0.0.1 only.
+    Serves the site on 127.0.0.1 only, through a TCP server endpoint.
 
     L{bind} listens before the reactor runs, so a busy port is a start-up error;
     once the reactor is running, the port is announced with the ready line.
@@ -47,7 +50,7 @@ class WebService(Service):
     def __init__(self, reactor: IReactorTCP, port: int, site: Site, guard: Guard,
                  announce: Callable[[int], None] = write_ready_line) -> None:
         self._reactor = reactor
-        self._port = port
+        self._endpoint = TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
         self._site = site
         self._guard = guard
         self._announce = announce
@@ -59,11 +62,17 @@ class WebService(Service):
 
         @raise twisted.internet.error.CannotListenError: when the port is taken.
         """
-        self._listening = self._reactor.listenTCP(
-            self._port, self._site, interface="127.0.0.1")  # type: ignore[arg-type]
-        port: int = self._listening.getHost().port  # type: ignore[attr-defined]
-        self._guard.port = port
-        return port
+        outcome: list[IListeningPort | Failure] = []
+        self._endpoint.listen(self._site).addBoth(outcome.append)
+        # A TCP endpoint listens at once: its Deferred has fired.
+        [result] = outcome
+        if isinstance(result, Failure):
+            result.raiseException()
+        self._listening = result
+        address = result.getHost()
+        assert isinstance(address, IPv4Address)
+        self._guard.port = address.port
+        return address.port
 
     @property
     def port(self) -> int:

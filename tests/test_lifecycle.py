@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor, RaisingMemoryReactor
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -72,6 +73,27 @@ class WebServiceTests(SynchronousTestCase):
         web = WebService(RaisingMemoryReactor(listenException=error), 4321,
                          Site(self.guard), self.guard, announce=self.announced.append)
         self.assertRaises(CannotListenError, web.bind)
+
+
+class RealPortTests(TestCase):
+    """With the real reactor, before it runs: the endpoint listens at once, so a busy
+    port is an error of L{WebService.bind} itself (the daemon's one-line exit 2)."""
+
+    def web(self, port: int) -> WebService:
+        from twisted.internet import reactor
+
+        guard = make_guard()
+        return WebService(reactor, port, Site(guard), guard, announce=lambda port: None)
+
+    def test_free_then_busy(self) -> None:
+        first = self.web(0)
+        port = first.bind()
+        self.addCleanup(first.stopService)
+        self.assertNotEqual(port, 0)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # something listens there
+        error = self.assertRaises(CannotListenError, self.web(port).bind)
+        self.assertEqual(error.port, port)
 
 
 class ReadyLineTests(SynchronousTestCase):
