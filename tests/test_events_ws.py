@@ -12,6 +12,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
@@ -510,14 +511,16 @@ class SlowSocketTests(TestCase):
 
     timeout = 60
 
-    def setUp(self) -> None:
+    @inlineCallbacks
+    def setUp(self) -> Any:
         self.db = Database(self.mktemp(), run_inline)
         self.db.open()
         self.addCleanup(self.db.connection.close)
         self.bus = EventBus()
         self.stream = EventStream(self.bus, self.db)
         guard = Guard(Resource(), events_resource(self.stream), TOKEN, lambda: [])
-        port = reactor.listenTCP(0, APISite(guard), interface="127.0.0.1")  # type: ignore[attr-defined]
+        endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(APISite(guard))
         self.addCleanup(port.stopListening)
         guard.port = self.port = port.getHost().port
         self.warnings: list[LogEvent] = []
