@@ -15,6 +15,7 @@ from twisted.web.iweb import IRequest
 from enttok import __version__
 from enttok.api import activity as activity_api
 from enttok.api import jobs
+from enttok.api import notes as notes_api
 from enttok.api import search as search_api
 from enttok.api.errors import APIError, install_error_handlers
 from enttok.api.requests import json_bytes, query_day, read_json, refuse_unknown_args
@@ -25,6 +26,7 @@ from enttok.settings import SettingsError, SettingsStore
 from enttok.settings.schema import public_view
 from enttok.store import Database
 from enttok.suggest import store as suggest_store
+from enttok.threads import BlockingRunner
 
 StatusSource = Callable[[], Mapping[str, Any]]
 
@@ -45,6 +47,8 @@ class BackendAPI:
     @param engine: the job engine (C{None}: the C{/jobs} routes answer 404).
     @param index: the vault index (C{None}: C{/search} and C{/index/status} answer 404).
     @param db: the database (C{None}: C{/activity} answers 404).
+    @param run_blocking: file work of C{/notes} (C{None}: the index's thread; without
+        an index, C{/notes} answers 404).
     """
 
     app = Klein()
@@ -52,7 +56,8 @@ class BackendAPI:
 
     def __init__(self, clock: IReactorTime, settings: SettingsStore,
                  status: StatusSource = idle_status, engine: JobEngine | None = None,
-                 index: VaultIndex | None = None, db: Database | None = None) -> None:
+                 index: VaultIndex | None = None, db: Database | None = None,
+                 run_blocking: BlockingRunner | None = None) -> None:
         self._clock = clock
         self._started = clock.seconds()
         self._settings = settings
@@ -61,6 +66,9 @@ class BackendAPI:
         self._index = index
         self._db = db
         self._searcher = Searcher(index) if index is not None else None
+        runner = run_blocking or (index.run_cpu if index is not None else None)
+        self._notes = None if runner is None else notes_api.DailyNotes(
+            clock, settings, runner, db, engine)
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -157,3 +165,16 @@ class BackendAPI:
         today = datetime.fromtimestamp(self._clock.seconds(),
                                        activity_api.user_timezone(zone)).date()
         return activity_api.activity(self._db, request, zone, today)
+
+    def _daily_notes(self) -> notes_api.DailyNotes:
+        if self._notes is None:
+            raise APIError(404, "not_found", "no such route")
+        return self._notes
+
+    @app.route("/notes/daily/<string:date>", methods=["GET"])
+    def get_daily_note(self, request: IRequest, date: str) -> Deferred[bytes]:
+        return self._daily_notes().state(request, date)
+
+    @app.route("/notes/daily/<string:date>/append", methods=["POST"])
+    def append_daily_note(self, request: IRequest, date: str) -> Deferred[bytes]:
+        return self._daily_notes().append(request, date)

@@ -23,6 +23,7 @@ from enttok.validation import (
     text,
     timezone,
 )
+from enttok.vault.daily import DEFAULT_HEADING, DEFAULT_PATTERN, check_heading, check_pattern
 
 SettingsError = validation.ValidationError
 
@@ -83,6 +84,16 @@ SCHEMA: Schema = {
         "model": Field(optional(text(max_length=200)), None, "Model name for summaries."),
         "api_key": Field(optional(text(max_length=512)), None, "API key, if the server needs one.",
                          True),
+    },
+    "daily_notes": {
+        "path_pattern": Field(check_pattern, DEFAULT_PATTERN,
+                              "Vault-relative path of a day's note (YYYY, MM, DD are "
+                              "replaced); accepted suggestions are appended there."),
+        "template": Field(optional(text(max_length=4096)), None,
+                          "Template of a new daily note: an absolute path or one relative "
+                          "to the vault ({{date}}, {{date:FORMAT}}, {{title}} are filled in)."),
+        "heading": Field(check_heading, DEFAULT_HEADING,
+                         "Heading under which accepted suggestions are appended."),
     },
     "retention": {
         "jobs_days": Field(integer(1, 3650), 30, "Days finished jobs and their events are kept."),
