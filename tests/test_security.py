@@ -602,6 +602,9 @@ class RepeatedTokenTests(SynchronousTestCase):
         proto = f"enttok.token.{TOKEN}"
         self.assertEqual(status_of(self.upgrade(header)), 101)
         self.assertEqual(status_of(self.upgrade(f"Sec-WebSocket-Protocol: {proto}\r\n")), 101)
+        # One token over two header lines is one token.
+        self.assertEqual(status_of(self.upgrade(f"Sec-WebSocket-Protocol: {proto}\r\n"
+                                                "Sec-WebSocket-Protocol: enttok.v1\r\n")), 101)
         for extra in (header + header,
                       header + "X-Backend-Token: wrong-0123456789ab\r\n",
                       header + f"Sec-WebSocket-Protocol: {proto}\r\n",
