@@ -1,4 +1,4 @@
-"""The embedding worker process: C{python -m enttok.index.embed_worker [--model DIR]}.
+"""The embedding worker process: C{python -m enttok.index.embed_worker --model NAME}.
 
 Reads requests from stdin and writes answers to stdout (see
 L{enttok.index.embedder.write_frame}); exits when stdin closes, so it never
@@ -11,10 +11,11 @@ import argparse
 import os
 import sys
 
-from enttok.index.embedder import SentenceTransformerEmbedder, read_frame, write_frame
+from enttok.index.embedder import IEmbedder, read_frame, write_frame
+from enttok.index.models import MINILM, in_process_embedder
 
 
-def serve(embedder: SentenceTransformerEmbedder) -> None:
+def serve(embedder: IEmbedder) -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the pipe
     while True:
@@ -36,10 +37,11 @@ def serve(embedder: SentenceTransformerEmbedder) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default=None, help="model folder (default: bundled)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--model", default=MINILM,
+                        help="a model name (enttok.index.models) or a model folder")
+    parser.add_argument("--threads", type=int, default=None, help="the runtime's threads")
     args = parser.parse_args()
-    serve(SentenceTransformerEmbedder(args.model, args.threads))
+    serve(in_process_embedder(args.model, args.threads))
     # The pipe is closed: nothing is left to flush, and torch's teardown takes seconds.
     os._exit(0)
 

@@ -13,7 +13,6 @@ import pickle
 import re
 import struct
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -273,18 +272,26 @@ def read_frame(stream: IO[bytes]) -> Any:
 @implementer(IEmbedder)
 class SubprocessEmbedder:
     """
-    The sentence-transformers model in a worker process.
+    A model (see L{enttok.index.models}) in a worker process.
 
-    Importing torch and encoding hold Python's GIL for long stretches; in a
-    worker process they cannot stall the reactor. Calls are serialised; a dead
-    worker is restarted on the next call.
+    Importing a model's runtime and encoding hold Python's GIL for long
+    stretches; in a worker process they cannot stall the reactor. Calls are
+    serialised; a dead worker is restarted on the next call.
+
+    @param name: a model name or an absolute model folder (default: the
+        sentence-transformers MiniLM).
+    @param model_id: its vectors' id (default: from L{enttok.index.models}).
+    @param dimension: its vectors' length if known before loading.
     """
 
-    def __init__(self, path: str | None = None, threads: int | None = None) -> None:
-        self._path = path
+    def __init__(self, name: str = "minilm", model_id: str | None = None,
+                 dimension: int | None = None, threads: int | None = None) -> None:
+        from enttok.index import models
+
+        self.name = name
         self._threads = threads
-        self.model_id = DEFAULT_MODEL_ID if path is None else f"local:{os.path.abspath(path)}"
-        self.dimension = 384 if path is None else 0
+        self.model_id = model_id or models.vector_id(name)
+        self.dimension = models.dimension(name) if dimension is None else dimension
         self._lock = threading.Lock()
         self._process: Any = None
         self.loaded = False
@@ -304,9 +311,9 @@ class SubprocessEmbedder:
         return value
 
     def _start(self) -> None:
-        args = [sys.executable, "-m", "enttok.index.embed_worker"]
-        if self._path is not None:
-            args += ["--model", self._path]
+        from enttok.runtime import worker_argv
+
+        args = [*worker_argv("enttok.index.embed_worker"), "--model", self.name]
         if self._threads:
             args += ["--threads", str(self._threads)]
         self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
