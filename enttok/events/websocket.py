@@ -66,6 +66,9 @@ class EventStream:
     """
     Fans bus messages out to WebSocket clients, replays missed ones from the
     database, and keeps a slow client from holding anyone else up.
+
+    @param high_water: the bytes a client its transport paused may still be sent
+        (L{HIGH_WATER}).
     """
 
     log = Logger()
@@ -93,6 +96,7 @@ class EventStream:
             self._replay(client, since)
 
     def detach(self, protocol: EventsProtocol) -> None:
+        """Stop sending to C{protocol} (its connection closed)."""
         self._clients.pop(protocol, None)
 
     def _replay(self, client: _Client, since: int) -> None:
