@@ -34,13 +34,17 @@ def db_path(data_dir: Path) -> Path:
     return data_dir / "backend" / "data" / "index.db"
 
 
-def write_settings(data_dir: Path, vault: Path) -> None:
-    """Point the daemon at C{vault}, with no scheduled job to disturb the measurements."""
+def write_settings(data_dir: Path, vault: Path, extra: dict[str, Any] | None = None) -> None:
+    """
+    Point the daemon at C{vault}, with no scheduled job to disturb the measurements.
+
+    @param extra: more top-level settings (e.g. C{embedding_model}).
+    """
     path = data_dir / "backend" / "data" / "settings.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     settings = {"vault_path": str(vault.resolve()),
                 "schedule": {"vault_scan_minutes": 0, "github_sync_minutes": 0,
-                             "compact_hours": 0}}
+                             "compact_hours": 0}, **(extra or {})}
     path.write_text(json.dumps(settings))
 
 
@@ -295,10 +299,15 @@ class VaultDaemon:
 
 
 @contextlib.contextmanager
-def vault_daemon(data_dir: Path, vault: Path, timeout: float = 120.0) -> Iterator[VaultDaemon]:
-    """Run the daemon on C{data_dir} with C{vault} as its vault (settings written first)."""
+def vault_daemon(data_dir: Path, vault: Path, timeout: float = 120.0,
+                 settings: dict[str, Any] | None = None) -> Iterator[VaultDaemon]:
+    """
+    Run the daemon on C{data_dir} with C{vault} as its vault (settings written first).
+
+    @param settings: more settings for L{write_settings}.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    write_settings(data_dir, vault)
+    write_settings(data_dir, vault, settings)
     token = new_token()
     with daemon(data_dir, token, timeout=timeout) as (port, pid):
         running = VaultDaemon(port, pid, token, data_dir)
