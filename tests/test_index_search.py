@@ -267,7 +267,9 @@ class BrokenModelTests(SearchCase):
     def test_index_without_vectors(self) -> None:
         self.assertEqual(self.fx.vectors.live_count, 0)
         notes = self.fx.recorder.notes
-        self.assertTrue(any(level == "warn" and "vectors skipped" in message
+        # "vectors skipped: ..." (one model) or "vectors of <model> skipped: ...".
+        self.assertTrue(any(level == "warn" and message.startswith("vectors ")
+                            and "skipped: no model" in message
                             for level, message, _ in notes), notes)
 
     def test_hybrid_answers_from_full_text(self) -> None:
@@ -282,20 +284,31 @@ class FusionTests(SynchronousTestCase):
     def test_high_in_both_beats_high_in_one(self) -> None:
         fts = {1: (1, 10), 2: (2, 20), 3: (3, 30)}
         vector = {2: (1, 21), 4: (2, 40), 1: (9, 11)}
-        fused = fuse(fts, vector, 10)
+        fused = fuse([fts, vector], 10)
         self.assertEqual([note for note, _ in fused], [2, 1, 4, 3])
         scores = dict(fused)
         self.assertAlmostEqual(scores[2], 1 / (RRF_K + 2) + 1 / (RRF_K + 1))
         self.assertAlmostEqual(scores[3], 1 / (RRF_K + 3))
-        self.assertEqual([note for note, _ in fuse(fts, vector, 2)], [2, 1])
+        self.assertEqual([note for note, _ in fuse([fts, vector], 2)], [2, 1])
 
     def test_ties_are_broken_by_note_id(self) -> None:
-        self.assertEqual(fuse({7: (1, 70)}, {5: (1, 50)}, 10),
+        self.assertEqual(fuse([{7: (1, 70)}, {5: (1, 50)}], 10),
                          [(5, 1 / (RRF_K + 1)), (7, 1 / (RRF_K + 1))])
 
     def test_one_side_empty(self) -> None:
-        self.assertEqual([n for n, _ in fuse({}, {3: (1, 30), 4: (2, 40)}, 10)], [3, 4])
-        self.assertEqual(fuse({}, {}, 10), [])
+        self.assertEqual([n for n, _ in fuse([{}, {3: (1, 30), 4: (2, 40)}], 10)], [3, 4])
+        self.assertEqual(fuse([{}, {}], 10), [])
+        self.assertEqual(fuse([], 10), [])
+
+    def test_more_than_two_rankings(self) -> None:
+        # Full text and two models' vectors: a note in all three lists wins.
+        fts = {1: (1, 10), 2: (2, 20)}
+        first_model = {3: (1, 30), 2: (3, 21)}
+        second_model = {2: (1, 22), 3: (2, 31), 4: (3, 40)}
+        fused = fuse([fts, first_model, second_model], 10)
+        self.assertEqual([note for note, _ in fused], [2, 3, 1, 4])
+        self.assertAlmostEqual(dict(fused)[2],
+                               1 / (RRF_K + 2) + 1 / (RRF_K + 3) + 1 / (RRF_K + 1))
 
     def test_best_per_note(self) -> None:
         ranked = [(101, 1), (102, 2), (103, 1), (104, 3), (105, 2)]

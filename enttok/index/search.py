@@ -1,10 +1,14 @@
-"""Search: BM25 over FTS5, cosine over hnswlib, fused by reciprocal rank."""
+"""
+Search: notes ranked by their best chunk, by BM25 over FTS5 and by cosine over
+hnswlib, fused by reciprocal rank.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -13,16 +17,30 @@ from twisted.logger import Logger
 
 from enttok.index.indexer import VaultIndex
 from enttok.index.text import fts_query, highlight, query_terms
+from enttok.index.vectors import VectorIndex
 
 MODES = ("hybrid", "fts", "vector")
 #: Reciprocal rank fusion constant (Cormack et al.); see docs/search.md.
 RRF_K = 60
-#: Candidates each mode contributes before fusion, per requested hit.
+#: Notes each mode contributes before fusion, per requested hit.
 DEPTH = 5
+#: A ranking's first read takes this many chunks per note wanted: more are read
+#: (full text) or asked for (vectors) only when long notes fill them.
+SPREAD = 2
+#: The fewest chunks a vector query asks for: as cheap as fewer (hnswlib visits
+#: its ef, 96, candidates anyway), and ties among them are broken by chunk id.
+MIN_VECTOR_CHUNKS = 50
+#: The most chunks one vector query asks for while looking for distinct notes.
+MAX_VECTOR_CHUNKS = 4096
+#: Rows read at a time when a full-text ranking is read to its end.
+_PAGE = 256
 #: bm25() weights of the FTS columns: title, heading, body.
 BM25_WEIGHTS = (4.0, 2.0, 1.0)
 
 log = Logger(namespace="enttok.search")
+
+#: note id -> (rank from 1, id of the note's best chunk), best note first.
+NoteRanking = dict[int, tuple[int, int]]
 
 
 @frozen
@@ -65,37 +83,86 @@ class SearchQuery:
 def fts_ranked(conn: sqlite3.Connection, query: SearchQuery, terms: list[str],
                limit: int, any_term_fallback: bool = True) -> list[tuple[int, int]]:
     """
-    (chunk id, note id) by BM25, all terms required, else (with
-    C{any_term_fallback}) any term.
+    The best C{limit} notes by BM25 as (best chunk id, note id), all terms
+    required, else (with C{any_term_fallback}) any term.
     """
     return [(r[0], r[1]) for r in fts_scored(conn, query, terms, limit, any_term_fallback)]
 
 
 def fts_scored(conn: sqlite3.Connection, query: SearchQuery, terms: list[str],
                limit: int, any_term_fallback: bool = True) -> list[tuple[int, int, float]]:
-    """L{fts_ranked} with each chunk's BM25 score (lower is better)."""
+    """L{fts_ranked} with the BM25 score of each note's best chunk (lower is better)."""
     where, args = query.filters()
-    sql = _fts_sql(where)
     rows: list[tuple[int, int, float]] = []
     for any_term in (False, True) if any_term_fallback else (False,):
-        rows = conn.execute(sql, (fts_query(terms, any_term), *args, limit)).fetchall()
+        rows = _fts_notes(conn, where, [fts_query(terms, any_term), *args], limit)
         if rows or len(terms) < 2:
             break
-    return [(r[0], r[1], r[2]) for r in rows]
+    return rows
 
 
-def _fts_sql(where: str) -> str:
-    """The ranked full-text query, for filters C{where} on C{n} (notes)."""
+def _fts_notes(conn: sqlite3.Connection, where: str, args: list[Any],
+               limit: int) -> list[tuple[int, int, float]]:
+    """The first C{limit} notes of the chunk ranking, each with its best chunk."""
+    first = limit * SPREAD
+    rows = conn.execute(_fts_sql(where, limited=True), (*args, first)).fetchall()
+    notes = first_per_note(rows, limit)
+    if len(notes) == limit or len(rows) < first:
+        return notes
+    # A few long notes filled the first rows: read on through the whole ranking.
+    # (Ranking notes in SQL, with a window function or GROUP BY, joins every match
+    # to its note first: 2-3 times as slow on every query.)
+    with contextlib.closing(_all_ranked(conn, where, args)) as ranked:
+        return first_per_note(ranked, limit)
+
+
+def _all_ranked(conn: sqlite3.Connection, where: str,
+                args: list[Any]) -> Generator[tuple[int, int, float], None, None]:
+    """Every matching chunk, best first, as (chunk id, note id, score), read in pages."""
+    cursor = conn.execute(_fts_sql(where, limited=False), args)
+    try:
+        while page := cursor.fetchmany(_PAGE):
+            if where:
+                yield from page
+                continue
+            notes = chunk_note_ids(conn, [row[0] for row in page])
+            yield from ((cid, notes[cid], score) for cid, score in page if cid in notes)
+    finally:
+        cursor.close()
+
+
+def first_per_note(rows: Iterable[tuple[int, int, float]],
+                   limit: int) -> list[tuple[int, int, float]]:
+    """The first row of each note, for the first C{limit} notes of C{rows}."""
+    best: dict[int, tuple[int, int, float]] = {}
+    for row in rows:
+        if row[1] not in best:
+            best[row[1]] = row
+            if len(best) == limit:
+                break
+    return list(best.values())
+
+
+def _fts_sql(where: str, limited: bool) -> str:
+    """
+    The chunk ranking by BM25 for filters C{where} on C{n} (notes), with a C{limit}
+    argument if C{limited}. Rows: (chunk id, note id, score), or (chunk id, score)
+    without filters and limit.
+    """
     bm25 = f"bm25(chunk_fts, {', '.join(map(str, BM25_WEIGHTS))})"
-    if not where:
-        # Ranked inside FTS5 and only the top rows joined: joining every match first
-        # (nearly every chunk, for a common term) took twice as long.
-        return (f"select f.id, c.note_id, f.score from (select rowid as id, {bm25} as score "
-                f"from chunk_fts where chunk_fts match ? order by score, rowid limit ?) f "
-                f"join chunks c on c.chunk_id = f.id order by f.score, f.id")
-    return (f"select f.rowid, c.note_id, {bm25} as score from chunk_fts f "
-            f"join chunks c on c.chunk_id = f.rowid join notes n on n.note_id = c.note_id "
-            f"where chunk_fts match ?{where} order by score, f.rowid limit ?")
+    limit = " limit ?" if limited else ""
+    if where:
+        return (f"select f.rowid, c.note_id, {bm25} as score from chunk_fts f "
+                f"join chunks c on c.chunk_id = f.rowid join notes n on n.note_id = c.note_id "
+                f"where chunk_fts match ?{where} order by score, f.rowid{limit}")
+    ranked = (f"select rowid as id, {bm25} as score from chunk_fts where chunk_fts match ? "
+              f"order by score, rowid{limit}")
+    if not limited:
+        return ranked
+    # Ranked inside FTS5 and only the top rows joined: joining every match first
+    # (nearly every chunk, for a common term) took twice as long.
+    return (f"select f.id, c.note_id, f.score from ({ranked}) f "
+            f"join chunks c on c.chunk_id = f.id order by f.score, f.id")
 
 
 def allowed_chunks(conn: sqlite3.Connection, query: SearchQuery) -> set[int] | None:
@@ -128,23 +195,47 @@ def chunk_notes(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
-def best_per_note(ranked: Sequence[tuple[int, int]]) -> dict[int, tuple[int, int]]:
+def best_per_note(ranked: Sequence[tuple[int, int]]) -> NoteRanking:
     """note id -> (rank starting at 1, best chunk id), from chunk results in order."""
-    notes: dict[int, tuple[int, int]] = {}
+    notes: NoteRanking = {}
     for chunk_id, note_id in ranked:
         if note_id not in notes:
             notes[note_id] = (len(notes) + 1, chunk_id)
     return notes
 
 
-def fuse(fts: dict[int, tuple[int, int]], vector: dict[int, tuple[int, int]],
-         k: int) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of two per-note rankings: (note id, score), best first."""
+def fuse(rankings: Sequence[NoteRanking], k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion of per-note rankings: the best C{k} (note id, score)."""
     scores: dict[int, float] = {}
-    for ranking in (fts, vector):
+    for ranking in rankings:
         for note_id, (rank, _) in ranking.items():
             scores[note_id] = scores.get(note_id, 0.0) + 1.0 / (RRF_K + rank)
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+@inlineCallbacks
+def vector_ranking(index: VaultIndex, vectors: VectorIndex, embedding: Any, wanted: int,
+                   allowed: set[int] | None) -> Any:
+    """
+    The C{wanted} notes nearest to C{embedding} in one vector index, each with its
+    nearest chunk.
+
+    The index holds chunks, and a long note can fill any number of the nearest: the
+    query widens (doubling, up to L{MAX_VECTOR_CHUNKS}) until it finds C{wanted}
+    notes or every chunk C{allowed} (C{None}: all).
+
+    @return: fires with a L{NoteRanking}.
+    """
+    asked = max(wanted * SPREAD, MIN_VECTOR_CHUNKS)
+    while True:
+        found = yield index.run_cpu(vectors.query, embedding, asked,
+                                    None if allowed is None else allowed.__contains__)
+        found.sort(key=lambda hit: (hit[1], hit[0]))
+        notes = yield index.db.run(chunk_note_ids, [cid for cid, _ in found])
+        ranking = best_per_note([(cid, notes[cid]) for cid, _ in found if cid in notes])
+        if len(ranking) >= wanted or len(found) < asked or asked >= MAX_VECTOR_CHUNKS:
+            return dict(list(ranking.items())[:wanted])
+        asked = min(asked * 2, MAX_VECTOR_CHUNKS)
 
 
 class Searcher:
@@ -164,12 +255,16 @@ class Searcher:
     @inlineCallbacks
     def search(self, query: SearchQuery) -> Any:
         """
+        Rank notes (C{query.k} of them when as many match), each shown by its best chunk.
+
         @return: fires with C{{"hits": [...], "mode", "degraded"}}.
         """
         index = self._index
         terms = query_terms(query.q)
-        depth = max(query.k * DEPTH, 50)
         mode = query.mode
+        # Fusion needs more than k notes from each list: a note ranked low in both
+        # can beat one ranked high in one.
+        wanted = max(query.k * DEPTH, 50) if mode == "hybrid" else query.k
         degraded = False
         if mode == "hybrid" and not self._vectors_usable():
             degraded = True
@@ -181,8 +276,8 @@ class Searcher:
             degraded = True
         use_fts = mode == "fts" or mode == "hybrid"
         use_vectors = mode == "vector" or (mode == "hybrid" and not degraded)
-        fts: dict[int, tuple[int, int]] = {}
-        vector: dict[int, tuple[int, int]] = {}
+        fts: NoteRanking = {}
+        vector: NoteRanking = {}
         # The query's embedding (embedder thread) and the full-text search (database
         # thread) run at the same time.
         embedding = None
@@ -192,7 +287,7 @@ class Searcher:
             # Fused with vectors, an any-term list adds notes that share one word with
             # the query at full weight (nDCG@10 on bench/data: 0.722 with it, 0.826
             # without).
-            ranked = yield index.db.run(fts_ranked, query, terms, depth,
+            ranked = yield index.db.run(fts_ranked, query, terms, wanted,
                                         query.any_term or not use_vectors)
             fts = best_per_note(ranked)
         if embedding is not None:
@@ -200,20 +295,23 @@ class Searcher:
             if query.filters()[0]:
                 allowed = yield index.db.run(allowed_chunks, query)
             vectors = yield embedding
-            found = []
             if self._vectors_current():
-                found = yield index.run_cpu(index.vectors.query, vectors[0], depth,
-                                            None if allowed is None else allowed.__contains__)
-            notes = yield index.db.run(chunk_note_ids, [cid for cid, _ in found])
-            vector = best_per_note([(cid, notes[cid]) for cid, _ in found if cid in notes])
+                vector = yield vector_ranking(index, index.vectors, vectors[0], wanted, allowed)
         if mode == "hybrid":
-            ordered = fuse(fts, vector, query.k)
+            ordered = fuse([fts, vector], query.k)
         else:
             ranking = fts if mode == "fts" else vector
             ordered = [(nid, 1.0 / (RRF_K + rank)) for nid, (rank, _) in
                        sorted(ranking.items(), key=lambda item: item[1][0])][:query.k]
+        hits = yield self._hits(query, terms, ordered, fts, vector)
+        return {"query": query.q, "mode": mode, "degraded": degraded, "hits": hits}
+
+    @inlineCallbacks
+    def _hits(self, query: SearchQuery, terms: list[str], ordered: list[tuple[int, float]],
+              fts: NoteRanking, vector: NoteRanking) -> Any:
+        """The hits for notes C{ordered}, each shown by its best full-text chunk, else vector."""
         shown = [(fts.get(nid) or vector[nid])[1] for nid, _ in ordered]
-        details = yield index.db.run(chunk_notes, shown)
+        details = yield self._index.db.run(chunk_notes, shown)
         hits = []
         for (note_id, score), chunk_id in zip(ordered, shown, strict=True):
             _, path, title, heading_json, text, date, tags_json = details[chunk_id]
@@ -225,4 +323,4 @@ class Searcher:
                 "ranks": {"fts": fts[note_id][0] if note_id in fts else None,
                           "vector": vector[note_id][0] if note_id in vector else None},
                 "date": date, "tags": json.loads(tags_json), "chunk_id": chunk_id})
-        return {"query": query.q, "mode": mode, "degraded": degraded, "hits": hits}
+        return hits
