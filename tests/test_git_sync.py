@@ -336,3 +336,22 @@ class GitSyncTests(TestCase):
         [item] = self.items().values()
         self.assertEqual((item["repo"], item["repos"]), ("service-a", ["service-a", "service-b"]))
         self.assertEqual(item["occurred_at"], "2024-05-01T10:00:00Z")
+
+    @inlineCallbacks
+    def test_damaged_repository(self) -> Any:
+        """
+        A repository git cannot read (a tree object lost) is a warning; the
+        others are synced and nothing of it is stored, cursor included.
+        """
+        bad = self.repo("damaged")
+        bad.commit("lost", {"a.txt": "lost\n"})
+        tree = bad.git("rev-parse", "HEAD^{tree}")
+        (bad.path / ".git" / "objects" / tree[:2] / tree[2:]).unlink()
+        good = self.repo("good")
+        good.commit("kept", {"a.txt": "kept\n"})
+        result = yield self.sync(self.settings([str(bad.path), str(good.path)]))
+        self.assertEqual(result["repositories"], [str(good.path)])
+        [warning] = result["warnings"]
+        self.assertTrue(warning.startswith(f"{bad.path}: git failed: "), warning)
+        self.assertEqual(list(self.by_title()), ["kept"])
+        self.assertEqual(list(self.cursor()["repos"]), [str(good.path)])

@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 from attrs import frozen
 
 #: Each commit starts with RS, then NUL-separated fields (subjects never hold NUL).
-FORMAT = "%x1e%H%x00%P%x00%ae%x00%an%x00%aI%x00%cI%x00%s%x00"
-#: The options that go with L{FORMAT}.
-LOG_OPTIONS = ("-z", "--numstat", "--no-renames", f"--format={FORMAT}")
+FORMAT = "%x1e%H%x00%P%x00%ae%x00%an%x00%ad%x00%cd%x00%s%x00"
+#: The options that go with L{FORMAT}: dates in the local time zone, which
+#: git runs in as UTC (see L{enttok.connectors.git.process.git_environ}).
+LOG_OPTIONS = ("-z", "--numstat", "--no-renames", "--date=format-local:%Y-%m-%dT%H:%M:%SZ",
+               f"--format={FORMAT}")
+_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _FIELDS = 7
 _RS = b"\x1e"
 _HEADER = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?\x00")
@@ -41,7 +44,12 @@ class Commit:
 
 
 def utc(stamp: str) -> str:
-    """A git strict ISO date (C{2024-05-01T10:00:00+09:00}) as C{...Z} in UTC."""
+    """
+    A git date as C{...Z} in UTC: as it comes with L{LOG_OPTIONS} (checked
+    only), or strict ISO with an offset (C{2024-05-01T10:00:00+09:00}).
+    """
+    if _UTC.fullmatch(stamp):
+        return stamp
     try:
         moment = datetime.fromisoformat(stamp)
     except ValueError:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
     IConsumer,
@@ -67,10 +68,13 @@ def find_git(environ: Mapping[str, str]) -> str:
 
 
 def git_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """The environment git runs in: never prompts, never pages, no locale surprises."""
+    """
+    The environment git runs in: never prompts, never pages, no locale
+    surprises, and local time is UTC (dates come out ready to store).
+    """
     env = dict(environ)
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "PAGER": "cat",
-                "GIT_OPTIONAL_LOCKS": "0", "LANGUAGE": "C"})
+                "GIT_OPTIONAL_LOCKS": "0", "LANGUAGE": "C", "TZ": "UTC"})
     return env
 
 
@@ -158,6 +162,8 @@ class GitRunner:
 
     def _spawn(self, proto: _Collect, repo: str, args: Sequence[str]) -> Deferred[int]:
         self.commands += 1
+        if not os.access(self.git, os.X_OK):  # uninstalled since it was found
+            raise GitMissing(f"cannot run {self.git}")
         spawner: IReactorProcess = self.reactor
         try:
             spawner.spawnProcess(proto, self.git, self._argv(repo, args), env=self.environ)
@@ -176,7 +182,10 @@ class GitRunner:
             Canceling kills the process.
         """
         proto = _Collect(on_stdout)
-        d = self._spawn(proto, repo, args)
+        try:
+            d = self._spawn(proto, repo, args)
+        except GitMissing as e:
+            return fail(e)
         proto.process.closeStdin()
         return d.addCallback(lambda code: GitOutput(b"", proto.stderr.decode("utf-8", "replace"),
                                                     code))

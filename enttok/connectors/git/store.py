@@ -7,8 +7,11 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from attrs import frozen
+
 from enttok.connectors import activity
 from enttok.connectors.activity import Activity
+from enttok.connectors.git.parse import Commit
 
 SOURCE = "git"
 #: Identities looked up per query (SQLite's default limit on variables is 999+).
@@ -49,15 +52,60 @@ def _existing(conn: sqlite3.Connection, identities: Sequence[str]) -> dict[str, 
     return found
 
 
-def save_repo(conn: sqlite3.Connection, items: Sequence[Activity], now: str, state_key: str,
-              cursor: Mapping[str, Any]) -> int:
+@frozen
+class ReadWalk:
     """
-    Upsert one repository's commits, merged into what is stored under the same
-    identity (the earliest time is kept), and set the connector's cursor, in
-    one transaction.
+    The commits one walk read on C{branch}, and their patch ids by sha (a
+    commit without one changed nothing: it stands for itself).
+    """
+
+    branch: str
+    commits: Sequence[Commit]
+    patch_ids: Mapping[str, str]
+
+
+def commit_item(commit: Commit, patch_id: str | None, repo: str, path: str,
+                branch: str) -> Activity:
+    """The activity row of C{commit} seen on C{branch} of the repository at C{path}."""
+    return Activity(
+        identity=f"git:{patch_id or commit.sha}", kind="commit", title=commit.subject,
+        occurred_at=commit.authored_at, repo=repo,
+        raw={"sha": commit.sha, "shas": [commit.sha], "patch_id": patch_id,
+             "branch": branch, "branches": [branch], "repo": repo, "repos": [repo],
+             "path": path, "subject": commit.subject, "author_email": commit.author_email,
+             "author_name": commit.author_name, "committed_at": commit.committed_at,
+             "files": list(commit.files), "files_changed": commit.files_changed,
+             "insertions": commit.insertions, "deletions": commit.deletions})
+
+
+def _merged(earlier: Activity, later: Activity) -> Activity:
+    """One item for two sightings of a change: the earliest time, the lists grown."""
+    return Activity(earlier.identity, earlier.kind, earlier.title,
+                    min(earlier.occurred_at, later.occurred_at),
+                    merge_raw(earlier.raw, later.raw), earlier.repo)
+
+
+def items_of(walks: Sequence[ReadWalk], repo: str, path: str) -> list[Activity]:
+    """One item per change (patch id) among the commits of C{walks}, in their order."""
+    items: dict[str, Activity] = {}
+    for walk in walks:
+        for commit in walk.commits:
+            item = commit_item(commit, walk.patch_ids.get(commit.sha), repo, path, walk.branch)
+            earlier = items.get(item.identity)
+            items[item.identity] = item if earlier is None else _merged(earlier, item)
+    return list(items.values())
+
+
+def save_repo(conn: sqlite3.Connection, walks: Sequence[ReadWalk], repo: str, path: str,
+              now: str, state_key: str, cursor: Mapping[str, Any]) -> int:
+    """
+    Upsert the commits read in one repository (built here, off the reactor
+    thread), merged into what is stored under the same identity (the earliest
+    time is kept), and set the connector's cursor, in one transaction.
 
     @return: how many items were new.
     """
+    items = items_of(walks, repo, path)
     stored = _existing(conn, [item.identity for item in items])
     merged = []
     for item in items:

@@ -22,11 +22,11 @@ from attrs import define, field
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from enttok.connectors.activity import Activity
 from enttok.connectors.git import store as git_store
 from enttok.connectors.git.discover import candidates
 from enttok.connectors.git.parse import LOG_OPTIONS, Commit, LogParser, parse_patch_ids
 from enttok.connectors.git.process import GitError, GitMissing, GitRunner, find_git, git_environ
+from enttok.connectors.git.store import ReadWalk
 from enttok.jobs.context import JobContext
 from enttok.jobs.model import utc_iso
 from enttok.store import Database
@@ -67,11 +67,14 @@ class Walk:
 
 @define
 class RepoResult:
-    """What one repository's sync found."""
+    """What one repository's sync read."""
 
-    items: dict[str, Activity] = field(factory=dict)
-    commits: int = 0
+    read: list[ReadWalk] = field(factory=list)
     walks: int = 0
+
+    @property
+    def commits(self) -> int:
+        return sum(len(walk.commits) for walk in self.read)
 
 
 def _iso(moment: datetime) -> str:
@@ -82,20 +85,6 @@ def _author_args(emails: Sequence[str]) -> list[str]:
     # Fixed strings, case-insensitive, matched against "Name <email>".
     return ["--fixed-strings", "--regexp-ignore-case",
             *(f"--author=<{email}>" for email in emails)]
-
-
-def commit_item(commit: Commit, patch_id: str | None, repo: str, path: str,
-                branch: str) -> Activity:
-    """The activity row of C{commit} seen on C{branch} of the repository at C{path}."""
-    return Activity(
-        identity=f"git:{patch_id or commit.sha}", kind="commit", title=commit.subject,
-        occurred_at=commit.authored_at, repo=repo,
-        raw={"sha": commit.sha, "shas": [commit.sha], "patch_id": patch_id,
-             "branch": branch, "branches": [branch], "repo": repo, "repos": [repo],
-             "path": path, "subject": commit.subject, "author_email": commit.author_email,
-             "author_name": commit.author_name, "committed_at": commit.committed_at,
-             "files": list(commit.files), "files_changed": commit.files_changed,
-             "insertions": commit.insertions, "deletions": commit.deletions})
 
 
 class GitSync:
@@ -194,7 +183,7 @@ class GitSync:
         self.cursor = {**self.cursor, "repos": {**self.cursor.get("repos", {}),
                                                 path: repo_cursor}}
         self.saved += yield self.ctx.track(self.db.run(
-            git_store.save_repo, list(result.items.values()), self._now(), self.state_key,
+            git_store.save_repo, result.read, name, path, self._now(), self.state_key,
             self.cursor))
         self.commits += result.commits
         self.walks += result.walks
@@ -279,31 +268,33 @@ class GitSync:
     @inlineCallbacks
     def _walk(self, path: str, name: str, walk: Walk, emails: Sequence[str],
               result: RepoResult) -> Any:
+        """
+        Read one walk's commits and their patch ids: two passes of git over the
+        same range, run side by side (C{log --numstat}, and C{log -p} piped
+        into C{patch-id}).
+        """
         commits: list[Commit] = []
         parser = LogParser(commits.append)
         filters = [*_DIFF, *_author_args(emails)]
-        out = yield self.git.stream(path, ["log", *LOG_OPTIONS, *filters, *walk.args(), "--"],
-                                    parser.feed)
-        if out.code != 0:
-            raise GitError(walk.args(), out.code, out.stderr)
-        parser.close()
-        result.walks += 1
-        if not commits:
-            return
-        patches = yield self.git.pipe(
+        patches = self.git.pipe(
             path, ["log", "-p", "--format=commit %H", *filters, *walk.args(), "--"],
             ["patch-id", "--stable"])
-        ids = parse_patch_ids(patches)
-        for commit in commits:
-            item = commit_item(commit, ids.get(commit.sha), name, path, walk.branch)
-            if item.identity in result.items:
-                earlier = result.items[item.identity]
-                item = Activity(item.identity, item.kind, earlier.title,
-                                min(earlier.occurred_at, item.occurred_at),
-                                git_store.merge_raw(earlier.raw, item.raw), earlier.repo)
-            result.items[item.identity] = item
-        result.commits += len(commits)
-        self.ctx.progress(self.fraction, f"{name} {walk.branch}: {len(commits)} commits")
+        try:
+            out = yield self.git.stream(
+                path, ["log", *LOG_OPTIONS, *filters, *walk.args(), "--"], parser.feed)
+            if out.code != 0:
+                raise GitError(walk.args(), out.code, out.stderr)
+            parser.close()
+        except BaseException:
+            patches.addErrback(lambda _: None)
+            patches.cancel()
+            raise
+        ids = parse_patch_ids((yield patches))
+        result.walks += 1
+        # Paired with their patch ids on the database thread (see save_repo).
+        result.read.append(ReadWalk(walk.branch, commits, ids))
+        if commits:
+            self.ctx.progress(self.fraction, f"{name} {walk.branch}: {len(commits)} commits")
 
 
 def sync_git(ctx: JobContext, db: Database, reactor: Any, settings: Mapping[str, Any],
