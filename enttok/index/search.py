@@ -277,7 +277,8 @@ class Searcher:
         use_fts = mode == "fts" or mode == "hybrid"
         use_vectors = mode == "vector" or (mode == "hybrid" and not degraded)
         fts: NoteRanking = {}
-        vector: NoteRanking = {}
+        # One ranking per vector index (one per embedding model), each fused as a list.
+        vector_lists: list[NoteRanking] = []
         # The query's embedding (embedder thread) and the full-text search (database
         # thread) run at the same time.
         embedding = None
@@ -296,21 +297,24 @@ class Searcher:
                 allowed = yield index.db.run(allowed_chunks, query)
             vectors = yield embedding
             if self._vectors_current():
-                vector = yield vector_ranking(index, index.vectors, vectors[0], wanted, allowed)
-        if mode == "hybrid":
-            ordered = fuse([fts, vector], query.k)
-        else:
-            ranking = fts if mode == "fts" else vector
-            ordered = [(nid, 1.0 / (RRF_K + rank)) for nid, (rank, _) in
-                       sorted(ranking.items(), key=lambda item: item[1][0])][:query.k]
-        hits = yield self._hits(query, terms, ordered, fts, vector)
+                ranking = yield vector_ranking(index, index.vectors, vectors[0], wanted,
+                                               allowed)
+                vector_lists.append(ranking)
+        # A single list keeps its order (fusion scores it 1 / (RRF_K + rank)).
+        fused = {"fts": [fts], "vector": vector_lists}.get(mode, [fts, *vector_lists])
+        hits = yield self._hits(terms, fuse(fused, query.k), [fts, *vector_lists])
         return {"query": query.q, "mode": mode, "degraded": degraded, "hits": hits}
 
     @inlineCallbacks
-    def _hits(self, query: SearchQuery, terms: list[str], ordered: list[tuple[int, float]],
-              fts: NoteRanking, vector: NoteRanking) -> Any:
-        """The hits for notes C{ordered}, each shown by its best full-text chunk, else vector."""
-        shown = [(fts.get(nid) or vector[nid])[1] for nid, _ in ordered]
+    def _hits(self, terms: list[str], ordered: list[tuple[int, float]],
+              rankings: list[NoteRanking]) -> Any:
+        """
+        The hits for notes C{ordered}, each shown by its best chunk in the first of
+        C{rankings} (full text, then each vector index) that has it.
+        """
+        fts, *vector_lists = rankings
+        vector = vector_lists[0] if vector_lists else {}
+        shown = [next(r[nid][1] for r in rankings if nid in r) for nid, _ in ordered]
         details = yield self._index.db.run(chunk_notes, shown)
         hits = []
         for (note_id, score), chunk_id in zip(ordered, shown, strict=True):
