@@ -9,8 +9,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from enttok.index.embedder import IEmbedder, SubprocessEmbedder
+from enttok.index.embedder import IEmbedder
 from enttok.index.indexer import VaultIndex
+from enttok.index.models import make_embedder, parse_models
 from enttok.periodic import PeriodicService
 
 #: Seconds between saves of a changed hnsw file. Each save holds the GIL (0.4 s at
@@ -20,9 +21,14 @@ SAVE_INTERVAL = 300.0
 PREPARE_DELAY = 1.0
 
 
-def embedder_for(model_path: str | None) -> IEmbedder:
-    """The embedder for the C{embedding_model} setting (C{None}: bundled MiniLM)."""
-    return SubprocessEmbedder(model_path)
+def embedders_for(setting: str | None) -> list[IEmbedder]:
+    """The embedders an C{embedding_model} setting names (C{None}: the default)."""
+    return [make_embedder(name) for name in parse_models(setting)]
+
+
+def embedder_for(setting: str | None) -> IEmbedder:
+    """The first (usually only) embedder an C{embedding_model} setting names."""
+    return embedders_for(setting)[0]
 
 
 class IndexService(MultiService):
