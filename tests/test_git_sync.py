@@ -244,7 +244,8 @@ class GitSyncTests(TestCase):
     def test_bad_paths_warn(self) -> Any:
         """
         A missing folder, a plain folder and a folder inside a repository are
-        warnings in the result; the good repository is still synced.
+        warnings in the result; the good repository is still synced, and an
+        empty one (no commit yet) is no warning.
         """
         repo = self.repo("good")
         repo.commit("good work", {"a.txt": "1\n"})
@@ -253,9 +254,10 @@ class GitSyncTests(TestCase):
         inside = repo.path / "docs"
         inside.mkdir()
         missing = self.root / "없는 폴더"
+        empty = self.repo("empty")
         result = yield self.sync(self.settings(
-            [str(missing), str(plain), str(inside), str(repo.path)]))
-        self.assertEqual(result["repositories"], [str(repo.path)])
+            [str(missing), str(plain), str(inside), str(repo.path), str(empty.path)]))
+        self.assertEqual(result["repositories"], [str(repo.path), str(empty.path)])
         self.assertEqual(result["warnings"], [
             f"{missing}: no such folder",
             f"{plain}: not a git repository",
@@ -263,6 +265,17 @@ class GitSyncTests(TestCase):
         self.assertEqual(list(self.by_title()), ["good work"])
         warned = [message for level, message, _ in self.recorder.notes if level == "warn"]
         self.assertEqual(warned, result["warnings"])
+
+    @inlineCallbacks
+    def test_refused_repository(self) -> Any:
+        """git's own reason for refusing a repository is the warning."""
+        repo = self.repo("future")
+        repo.commit("work", {"a.txt": "1\n"})
+        repo.git("config", "core.repositoryformatversion", "99")
+        result = yield self.sync(self.settings([str(repo.path)]))
+        self.assertEqual(result["repositories"], [])
+        self.assertEqual(result["warnings"],
+                         [f"{repo.path}: Expected git repo version <= 1, found 99"])
 
     @inlineCallbacks
     def test_git_missing(self) -> Any:

@@ -152,7 +152,11 @@ class GitSync:
                                         "--git-common-dir"])
         lines = out.stdout.decode("utf-8", "replace").split("\n")
         if out.code != 0 or len(lines) < 4:
-            self._warn(f"{path}: not a git repository", path=path)
+            said = out.stderr.strip().splitlines()
+            # Other refusals (e.g. "detected dubious ownership") are passed on.
+            reason = ("not a git repository" if not said or "not a git repository" in said[0]
+                      else said[0].removeprefix("fatal: "))
+            self._warn(f"{path}: {reason}", path=path)
             return
         if lines[2]:
             self._warn(f"{path}: not a git repository (a folder inside one)", path=path)
