@@ -3,7 +3,7 @@
 // {baseUrl, token} from its URL (the dev/test-only path, see api/connection.ts).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
@@ -110,6 +110,8 @@ describe("the dashboard in Chromium against a real backend", () => {
   let context;
   let page;
   const problems = [];
+  let noteFile = null;
+  let insertedLines = [];
 
   before(async () => {
     if (!existsSync(CHROMIUM)) {
@@ -138,8 +140,11 @@ describe("the dashboard in Chromium against a real backend", () => {
     page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
     page.on("console", (message) => {
       const url = message.location().url ?? "";
-      // GET /suggestions answers 404 until suggestions exist; Chromium logs every 4xx.
-      const expected = url.startsWith(`${backend.baseUrl}/suggestions`) && message.text().includes("404");
+      // GET /suggestions answers 404 until suggestions exist, an append to a note changed
+      // meanwhile 409, and /connectors 404 in a backend without it; Chromium logs every 4xx.
+      const expected = (url.startsWith(`${backend.baseUrl}/suggestions`) && message.text().includes("404"))
+        || (url.startsWith(`${backend.baseUrl}/notes/daily/`) && message.text().includes("409"))
+        || (url === `${backend.baseUrl}/connectors` && message.text().includes("404"));
       if (message.type() === "error" && !expected) {
         problems.push(`console: ${message.text()} (${url})`);
       }
@@ -178,16 +183,128 @@ describe("the dashboard in Chromium against a real backend", () => {
     assert.ok((await english.locator("mark").allInnerTexts()).some((m) => /fts5/i.test(m)));
   });
 
-  test("generates today's suggestions and copies the checked lines", async () => {
+  test("generates today's suggestions and inserts the checked lines into today's note", async () => {
     await page.getByRole("button", { name: "Generate suggestions" }).click();
     await waitForJob(page, "suggest.generate");
     const items = page.locator('[data-testid="suggestions"] li');
     await items.first().waitFor({ timeout: 15_000 });
-    const lines = await items.locator(".suggestion-text").allInnerTexts();
+    // Leave the last line out: only checked lines are inserted.
+    await items.last().locator('input[type="checkbox"]').uncheck();
+    const all = await items.locator(".suggestion-text").allInnerTexts();
+    const lines = all.slice(0, -1);
+    assert.ok(lines.length > 0, "the demo vault gives more than one suggestion");
+    const target = await page.getByTestId("note-target").innerText();
+    const rel = /→ (\S+\.md) \(created on insert\)/.exec(target)?.[1];
+    assert.match(rel ?? "", /^daily\/\d{4}-\d{2}-\d{2}\.md$/, target);
+    const file = path.join(vault, ...rel.split("/"));
+    assert.ok(!existsSync(file), `${rel} must not exist before the insert`);
+
     await page.getByRole("button", { name: "Insert checked" }).click();
-    await page.getByText(/^Copied \d+ lines?/).waitFor();
-    const copied = await page.evaluate(() => navigator.clipboard.readText());
-    assert.equal(copied, lines.join("\n"));
+    await page.getByText(`Created ${rel}: ${lines.length} line`).waitFor();
+    assert.equal(readFileSync(file, "utf8"), `## Suggestions\n${lines.join("\n")}\n`);
+    // The note is re-indexed right away: an index.update job for it shows up.
+    await waitForJob(page, "index.update");
+
+    await page.getByRole("button", { name: "Copy checked" }).click();
+    await page.getByText(/^Copied \d+ lines? — paste them into /).waitFor();
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), lines.join("\n"));
+    noteFile = file;
+    insertedLines = lines;
+  });
+
+  test("a note edited meanwhile is not overwritten: 'the note changed; reload'", async () => {
+    assert.ok(noteFile, "runs after the insert test");
+    writeFileSync(noteFile, "# 오늘\n\n편집기에서 쓴 글\n", "utf8");
+    await page.getByRole("button", { name: "Insert checked" }).click();
+    await page.getByTestId("note-changed").waitFor();
+    assert.match(await page.getByTestId("note-changed").innerText(), /The note changed since it was read; reload/);
+    assert.equal(readFileSync(noteFile, "utf8"), "# 오늘\n\n편집기에서 쓴 글\n");
+    assert.ok(await page.getByRole("button", { name: "Insert checked" }).isDisabled());
+
+    await page.getByTestId("note-changed").getByRole("button", { name: "Reload" }).click();
+    await page.getByTestId("note-changed").waitFor({ state: "detached" });
+    const insert = page.getByRole("button", { name: "Insert checked" });
+    await waitFor(async () => !(await insert.isDisabled()), 10_000, "Insert enabled after reload");
+    // Reloading re-reads the suggestions: every line is checked again.
+    const checked = await page.locator('[data-testid="suggestions"] li input:checked').count();
+    const all = await page.locator('[data-testid="suggestions"] .suggestion-text').allInnerTexts();
+    assert.equal(checked, all.length);
+    await insert.click();
+    await page.getByText(/^Added to daily\/.*: \d+ lines?/).waitFor();
+    assert.equal(readFileSync(noteFile, "utf8"), `# 오늘\n\n편집기에서 쓴 글\n\n## Suggestions\n${all.join("\n")}\n`);
+    assert.ok(all.length >= insertedLines.length);
+  });
+
+  test("the connectors panel shows each connector's state and last error (fixed answer)", async () => {
+    const answer = {
+      connectors: [
+        {
+          id: "github", name: "GitHub", job_type: "connector.github.sync", configured: true, enabled: true,
+          interval_minutes: 15, last_sync_at: "2026-12-01T08:00:00Z", cursor: "etag-1",
+          last_job: { job_id: "job_7", status: "failed", finished_at: "2026-12-01T08:10:00Z" },
+          last_error: { code: "github_unauthorized", message: "the token was refused (401)" },
+        },
+        {
+          id: "git", name: "Local git", job_type: "connector.git.sync", configured: false, enabled: false,
+          interval_minutes: null, last_sync_at: null, cursor: null, last_job: null, last_error: null,
+        },
+        {
+          id: "calendar", name: "Calendar", job_type: "connector.calendar.sync", configured: true, enabled: true,
+          interval_minutes: 60, last_sync_at: "2026-12-01T09:00:00Z", cursor: "c",
+          last_job: { job_id: "job_9", status: "succeeded", finished_at: "2026-12-01T09:00:01Z" }, last_error: null,
+        },
+      ],
+    };
+    const url = `${backend.baseUrl}/connectors`;
+    await page.route(url, (route) => route.fulfill({
+      status: 200, contentType: "application/json", body: JSON.stringify(answer),
+      headers: { "access-control-allow-origin": preview.origin },
+    }));
+    try {
+      await page.reload();
+      const list = page.getByTestId("connectors");
+      await list.locator("li").nth(2).waitFor();
+      const github = list.locator('li[data-connector="github"]');
+      assert.equal(await github.getByTestId("connector-state").innerText(), "failing");
+      assert.equal(await github.getByTestId("connector-error").innerText(),
+        "github_unauthorized the token was refused (401)");
+      assert.equal(await github.getByTestId("connector-last-job").innerText(), "last job job_7: failed");
+      const git = list.locator('li[data-connector="git"]');
+      assert.equal(await git.getByTestId("connector-state").innerText(), "not configured");
+      assert.equal(await git.getByTestId("connector-last-sync").innerText(), "Last sync: never");
+      assert.ok(await git.getByRole("button", { name: "Sync Local git now" }).isDisabled());
+      assert.equal(await git.getByTestId("connector-error").count(), 0);
+      const calendar = list.locator('li[data-connector="calendar"]');
+      assert.equal(await calendar.getByTestId("connector-state").innerText(), "ok");
+      assert.match(await calendar.innerText(), /every 60 min/);
+    } finally {
+      await page.unroute(url);
+    }
+  });
+
+  test("the connectors panel lists what the backend's GET /connectors answers", async () => {
+    await page.reload();
+    const response = await fetch(`${backend.baseUrl}/connectors`, {
+      headers: { "X-Backend-Token": backend.token }, signal: AbortSignal.timeout(5000),
+    });
+    if (response.status === 404) {
+      await page.getByText("This backend lists no connectors.").waitFor();
+      return;
+    }
+    assert.equal(response.status, 200);
+    const { connectors } = await response.json();
+    const list = page.getByTestId("connectors");
+    if (connectors.length > 0) {
+      await list.locator("li").nth(connectors.length - 1).waitFor();
+    }
+    const shown = await list.locator("li").evaluateAll((items) => items.map((li) => li.dataset.connector));
+    assert.deepEqual(shown, connectors.map((c) => c.id));
+    for (const c of connectors) {
+      const item = list.locator(`li[data-connector="${c.id}"]`);
+      assert.equal(await item.getByTestId("connector-error").count(), c.last_error ? 1 : 0, c.id);
+      const state = await item.getByTestId("connector-state").innerText();
+      assert.equal(state === "not configured", !c.configured, `${c.id}: ${state}`);
+    }
   });
 
   test("saves settings; the GitHub token is write-only", async () => {
@@ -199,6 +316,12 @@ describe("the dashboard in Chromium against a real backend", () => {
     assert.equal(await page.getByTestId("token-state").innerText(), "set");
     assert.equal(await page.getByLabel(/GitHub token/).inputValue(), "");
     assert.ok(!(await page.content()).includes(secret), "the token must not appear in the page");
+    // With a token GitHub is configured: the connectors panel says so at its next read.
+    const github = page.locator('[data-testid="connectors"] li[data-connector="github"]');
+    if ((await github.count()) > 0) {
+      await waitFor(async () => (await github.getByTestId("connector-state").innerText()) !== "not configured",
+        20_000, "GitHub configured in the connectors panel");
+    }
   });
 
   test("leaves a readable screenshot at 1280x800 and no page errors", async () => {

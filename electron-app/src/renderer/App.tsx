@@ -2,6 +2,7 @@
 import { useCallback, useState } from "react";
 
 import type { EventMessage } from "./api/types";
+import { ConnectorsPanel } from "./components/ConnectorsPanel";
 import { JobActions } from "./components/JobActions";
 import { JobsList } from "./components/JobsList";
 import { Panel } from "./components/Panel";
@@ -23,6 +24,9 @@ export function App() {
   }, []);
   const jobs = useJobs(backend.lookup, onFinished);
   const anyFinished = Object.values(finished).reduce((a, b) => a + b, 0);
+  const connectorsFinished = Object.entries(finished)
+    .filter(([type]) => type.startsWith("connector."))
+    .reduce((sum, [, n]) => sum + n, 0);
 
   if (backend.client === null) {
     return (
@@ -42,6 +46,7 @@ export function App() {
       <main className="columns">
         <div className="column">
           <StatusPanel client={client} socket={jobs.socket} refreshKey={anyFinished} />
+          <ConnectorsPanel client={client} refreshKey={connectorsFinished} onSubmitted={jobs.add} />
           <Panel title="Jobs" className="grow">
             <JobActions client={client} onSubmitted={jobs.add} />
             <JobsList client={client} jobs={jobs.jobs} loadError={jobs.loadError} />

@@ -114,3 +114,37 @@ export type EventMessage =
   | { type: "job.progress"; seq: number; job_id: string; progress: number; message: string | null }
   | { type: "log"; seq: number; level: string; message: string; job_id?: string }
   | { type: "resync"; seq: number };
+
+/** GET /notes/daily/{date}: where a day's note is and what it holds now. */
+export interface NoteState {
+  date: string;
+  /** Vault-relative (NFC). */
+  path: string;
+  exists: boolean;
+  sha256: string | null;
+  /** Nanoseconds as a decimal string (past JavaScript's exact integers). */
+  mtime_ns: string | null;
+  size: number | null;
+}
+
+/** POST /notes/daily/{date}/append: the note's new state and what was done. */
+export interface AppendResult extends NoteState {
+  created: boolean;
+  appended: number;
+  skipped: number;
+  index_job_id: string | null;
+}
+
+/** One entry of GET /connectors. */
+export interface ConnectorState {
+  id: string;
+  name: string;
+  job_type: string;
+  configured: boolean;
+  enabled: boolean;
+  interval_minutes: number | null;
+  last_sync_at: string | null;
+  cursor: string | null;
+  last_job: { job_id: string; status: JobStatus; finished_at: string | null } | null;
+  last_error: JobError | null;
+}

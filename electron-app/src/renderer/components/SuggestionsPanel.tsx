@@ -1,8 +1,11 @@
-/** Today's suggested lines for the daily note (GET /suggestions), ready to copy. */
+/**
+ * Today's suggested lines for the daily note (GET /suggestions): the checked ones are
+ * appended to the note (POST /notes/daily/{date}/append) or copied.
+ */
 import { useEffect, useState } from "react";
 
 import { ApiError, type BackendClient } from "../api/client";
-import type { Suggestions } from "../api/types";
+import type { AppendResult, NoteState, Suggestions } from "../api/types";
 import { errorText } from "../format";
 import { Panel } from "./Panel";
 
@@ -12,23 +15,65 @@ interface SuggestionsPanelProps {
   refreshKey: number;
 }
 
+interface Notice {
+  text: string;
+  error: boolean;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** What the note looked like when read: sent back so the backend refuses a changed note. */
+function baseOf(note: NoteState): { sha256: string } | null {
+  return note.exists && note.sha256 ? { sha256: note.sha256 } : null;
+}
+
+function appendedText(result: AppendResult): string {
+  const skipped = result.skipped > 0 ? ` (${plural(result.skipped, "line")} already there)` : "";
+  if (result.appended === 0) {
+    return `Nothing new: the checked lines are already in ${result.path}.`;
+  }
+  const verb = result.created ? "Created" : "Added to";
+  return `${verb} ${result.path}: ${plural(result.appended, "line")}${skipped}.`;
+}
+
 export function SuggestionsPanel({ client, refreshKey }: SuggestionsPanelProps) {
   const [data, setData] = useState<Suggestions | null>(null);
   const [missing, setMissing] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [unchecked, setUnchecked] = useState<ReadonlySet<string>>(new Set());
-  const [notice, setNotice] = useState<string | null>(null);
+  const [notice, setNotice] = useState<Notice | null>(null);
+  const [note, setNote] = useState<NoteState | null>(null);
+  const [noteProblem, setNoteProblem] = useState<string | null>(null);
+  const [changed, setChanged] = useState(false);
+  const [busy, setBusy] = useState(false);
+  // Bumped by "Reload": reads the suggestions and the note again.
+  const [reloads, setReloads] = useState(0);
 
   useEffect(() => {
     let alive = true;
     client
       .get<Suggestions>("/suggestions")
-      .then((found) => {
-        if (alive) {
-          setData(found);
-          setMissing(null);
-          setError(null);
-          setUnchecked(new Set());
+      .then(async (found) => {
+        if (!alive) {
+          return;
+        }
+        setData(found);
+        setMissing(null);
+        setError(null);
+        setUnchecked(new Set());
+        try {
+          const state = await client.get<NoteState>(`/notes/daily/${found.note_date}`);
+          if (alive) {
+            setNote(state);
+            setNoteProblem(null);
+          }
+        } catch (e) {
+          if (alive) {
+            setNote(null);
+            setNoteProblem(`Cannot write to the daily note: ${errorText(e)}`);
+          }
         }
       })
       .catch((e: unknown) => {
@@ -44,14 +89,14 @@ export function SuggestionsPanel({ client, refreshKey }: SuggestionsPanelProps) 
     return () => {
       alive = false;
     };
-  }, [client, refreshKey]);
+  }, [client, refreshKey, reloads]);
 
   const copy = async (text: string, what: string) => {
     try {
       await navigator.clipboard.writeText(text);
-      setNotice(`Copied ${what}.`);
+      setNotice({ text: `Copied ${what}.`, error: false });
     } catch (e) {
-      setNotice(`Could not copy: ${errorText(e)}`);
+      setNotice({ text: `Could not copy: ${errorText(e)}`, error: true });
     }
   };
 
@@ -64,9 +109,41 @@ export function SuggestionsPanel({ client, refreshKey }: SuggestionsPanelProps) 
   };
 
   const checked = data?.suggestions.filter((s) => !unchecked.has(s.id)) ?? [];
-  const insert = () => {
-    const target = data?.note_path ? ` — paste them into ${data.note_path}` : "";
-    void copy(checked.map((s) => s.text).join("\n"), `${checked.length} line${checked.length === 1 ? "" : "s"}${target}`);
+
+  const insert = async () => {
+    if (!data || !note) {
+      return;
+    }
+    setBusy(true);
+    try {
+      const result = await client.post<AppendResult>(`/notes/daily/${data.note_date}/append`, {
+        lines: checked.map((s) => s.text),
+        base: baseOf(note),
+      });
+      setNote(result);
+      setChanged(false);
+      setNotice({ text: appendedText(result), error: false });
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "note_changed") {
+        setChanged(true);
+        setNotice(null);
+      } else {
+        setNotice({ text: `Could not insert: ${errorText(e)}`, error: true });
+      }
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const reload = () => {
+    setChanged(false);
+    setNotice(null);
+    setReloads((n) => n + 1);
+  };
+
+  const copyChecked = () => {
+    const target = note ? ` — paste them into ${note.path}` : "";
+    void copy(checked.map((s) => s.text).join("\n"), `${plural(checked.length, "line")}${target}`);
   };
 
   return (
@@ -75,24 +152,43 @@ export function SuggestionsPanel({ client, refreshKey }: SuggestionsPanelProps) 
       className="grow"
       actions={
         data && (
-          <button type="button" disabled={checked.length === 0} onClick={insert}>
-            Insert checked
-          </button>
+          <div className="button-row">
+            <button
+              type="button"
+              disabled={checked.length === 0 || note === null || busy || changed}
+              title={note ? `Append to ${note.path}` : (noteProblem ?? undefined)}
+              onClick={() => void insert()}
+            >
+              Insert checked
+            </button>
+            <button type="button" className="secondary" disabled={checked.length === 0} onClick={copyChecked}>
+              Copy checked
+            </button>
+          </div>
         )
       }
     >
       {missing && <p className="muted">{missing}</p>}
       {error && <p className="error">{error}</p>}
-      {notice && (
-        <p className="notice" role="status">
-          {notice}
+      {changed && (
+        <p className="error" role="alert" data-testid="note-changed">
+          The note changed since it was read; reload to see the current state, then insert again.{" "}
+          <button type="button" className="small" onClick={reload}>
+            Reload
+          </button>
         </p>
       )}
+      {notice && (
+        <p className={notice.error ? "error" : "notice"} role="status">
+          {notice.text}
+        </p>
+      )}
+      {noteProblem && <p className="muted">{noteProblem}</p>}
       {data && (
         <>
-          <p className="muted">
+          <p className="muted" data-testid="note-target">
             For {data.note_date}
-            {data.note_path ? ` (${data.note_path})` : " (no daily note yet)"}
+            {note ? ` → ${note.path}${note.exists ? "" : " (created on insert)"}` : ""}
             {data.degraded && " · without related-note vectors"}
           </p>
           {data.summary && <p className="summary">{data.summary}</p>}
