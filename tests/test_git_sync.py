@@ -164,6 +164,20 @@ class GitSyncTests(TestCase):
         self.assertEqual(self.cursor()["repos"][str(repo.path)]["branches"]["main"]["tip"], tip)
 
     @inlineCallbacks
+    def test_forgotten_repository(self) -> Any:
+        """A repository taken out of the settings leaves the cursor; its items stay."""
+        first = self.repo("first")
+        first.commit("first work", {"a.txt": "first\n"})
+        second = self.repo("second")
+        second.commit("second work", {"a.txt": "second\n"})
+        yield self.sync(self.settings([str(first.path), str(second.path)]))
+        self.assertEqual(sorted(self.cursor()["repos"]), [str(first.path), str(second.path)])
+        first.commit("more", {"b.txt": "more\n"}, date="2024-05-02T10:00:00Z")
+        yield self.sync(self.settings([str(first.path)]))
+        self.assertEqual(list(self.cursor()["repos"]), [str(first.path)])
+        self.assertEqual(sorted(self.by_title()), ["first work", "more", "second work"])
+
+    @inlineCallbacks
     def test_branch_and_merge(self) -> Any:
         """
         A branch's own commits are credited to it; merged into main they gain

@@ -120,6 +120,11 @@ class GitSync:
         found = yield self.ctx.run_blocking(
             candidates, self.settings["repositories"], self.settings["search_roots"],
             self.settings["search_depth"])
+        # Repositories no longer configured (or found) are forgotten with the
+        # next write: should they come back, their walk starts afresh.
+        known = self.cursor.get("repos")
+        self.cursor["repos"] = {path: state for path, state in known.items()
+                                if path in found.paths} if isinstance(known, dict) else {}
         if not self.settings["repositories"] and not self.settings["search_roots"]:
             self._warn("no repositories configured (connectors.git.repositories "
                        "or search_roots)")
@@ -206,16 +211,17 @@ class GitSync:
     def _branches(self, path: str) -> Any:
         """C{({branch: tip}, the checked-out branch or None)}."""
         raw = yield self.git.check(path, [
-            "for-each-ref", "--format=%(objecttype)%00%(refname:strip=2)%00%(objectname)",
-            "refs/heads", "--sort=refname"])
+            "for-each-ref", "--sort=refname",
+            "--format=%(HEAD)%00%(objecttype)%00%(refname:strip=2)%00%(objectname)",
+            "refs/heads"])
         tips: dict[str, str] = {}
+        current = None
         for line in raw.decode("utf-8", "replace").splitlines():
-            kind, branch, tip = [*line.split("\x00"), "", ""][:3]
+            head, kind, branch, tip = [*line.split("\x00"), "", "", ""][:4]
             if kind == "commit":
                 tips[branch] = tip
-        head = yield self.git.run(path, ["symbolic-ref", "-q", "--short", "HEAD"])
-        current = head.stdout.decode("utf-8", "replace").strip()
-        return tips, current if current in tips else None
+                current = branch if head == "*" else current
+        return tips, current
 
     def _walks(self, path: str, tips: Mapping[str, str], head: str | None) -> list[Walk]:
         """
