@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from enttok.api.app import BackendAPI
 from enttok.api.guard import Guard
 from enttok.api.requests import APISite
 from enttok.config import Config, ConfigError, load_or_create_token
-from enttok.connectors.github.client import GitHubClient
-from enttok.connectors.github.sync import github_sync_job
+from enttok.connectors.interface import ConnectorDeps, IConnector
+from enttok.connectors.loader import build_connectors, connector_job
 from enttok.events.bus import EventBus
 from enttok.events.websocket import EventStream, events_resource
 from enttok.index.indexer import VaultIndex
@@ -122,28 +122,37 @@ def _if_full(config: Config) -> str:
 
 
 def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: VaultIndex,
-                 submit: Submit) -> JobRegistry:
-    """Every job type this build can run."""
+                 submit: Submit, http: HTTPClient | None = None,
+                 connectors: Sequence[IConnector] | None = None) -> JobRegistry:
+    """
+    Every job type this build can run.
+
+    @param connectors: those whose sync jobs are registered (default: every plugin's).
+    """
     vault_path = lambda: settings.get("vault_path")  # noqa: E731
 
     def use_model(path: str | None) -> Deferred[Any]:
         index.set_embedder(embedder_for(path), path)
         return settings.update({"embedding_model": path})
 
-    http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+    http = http_client(reactor) if http is None else http
     current = lambda: settings.current  # noqa: E731
-
-    def github_client(github: Mapping[str, Any]) -> GitHubClient:
-        return GitHubClient(http, reactor, github["api_base_url"], github["token"])
+    if connectors is None:
+        connectors = build_connectors(ConnectorDeps(reactor, db, current, http))
 
     return JobRegistry([
         compact_job(db, reactor.seconds, lambda: settings.get("retention.jobs_days")),
-        github_sync_job(db, reactor, lambda: settings.get("github"), github_client),
+        *(connector_job(connector) for connector in connectors),
         scan_job(index, vault_path, submit),
         update_job(index, vault_path),
         rebuild_job(index, vault_path, use_model),
         suggest_job(db, reactor, Searcher(index), current, http),
     ])
+
+
+def http_client(reactor: Any) -> HTTPClient:
+    """The daemon's treq client (connectors, LLM), with persistent connections."""
+    return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
 
 
 def build_index(reactor: Any, db: Database, settings: SettingsStore, config: Config,
@@ -192,8 +201,11 @@ def from_config(reactor: Any, config: Config,
     bus = EventBus(max(job_store.max_event_id(db.connection),
                        job_store.pruned_through(db.connection)))
     index = build_index(reactor, db, settings, config, job_pool, top)
+    http = http_client(reactor)
+    connectors = build_connectors(ConnectorDeps(reactor, db, lambda: settings.current, http))
     registry = registry_for(reactor, db, settings, index,
-                            lambda job_type, payload: engine.submit(job_type, payload))
+                            lambda job_type, payload: engine.submit(job_type, payload),
+                            http, connectors)
     for job_type in extra_job_types:
         registry.register(job_type)
     engine = JobEngine(reactor, db, registry, bus,
@@ -201,7 +213,7 @@ def from_config(reactor: Any, config: Config,
                        workers=settings.get("workers"))
     engine.setName("jobs")
     engine.setServiceParent(top)
-    scheduler = Scheduler(reactor, engine, settings)
+    scheduler = Scheduler(reactor, engine, settings, connectors=connectors)
     scheduler.setName("scheduler")
     scheduler.setServiceParent(top)
 
@@ -239,7 +251,7 @@ def from_config(reactor: Any, config: Config,
         return {**engine.status(), "scheduler": scheduler.status(),
                 "database": {"damaged": db.damage is not None, "error": db.damage}}
 
-    api = BackendAPI(reactor, settings, status, engine, index, db)
+    api = BackendAPI(reactor, settings, status, engine, index, db, connectors=connectors)
     stream = EventStream(bus, db)
     guard = Guard(api.resource(), events_resource(stream), token,
                   lambda: settings.get("allowed_origins"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,11 +14,13 @@ from twisted.web.iweb import IRequest
 
 from enttok import __version__
 from enttok.api import activity as activity_api
+from enttok.api import connectors as connectors_api
 from enttok.api import jobs
 from enttok.api import notes as notes_api
 from enttok.api import search as search_api
 from enttok.api.errors import APIError, install_error_handlers
 from enttok.api.requests import json_bytes, query_day, read_json, refuse_unknown_args
+from enttok.connectors.interface import IConnector
 from enttok.index.indexer import VaultIndex
 from enttok.index.search import Searcher
 from enttok.jobs.engine import JobEngine
@@ -47,6 +49,7 @@ class BackendAPI:
     @param engine: the job engine (C{None}: the C{/jobs} routes answer 404).
     @param index: the vault index (C{None}: C{/search} and C{/index/status} answer 404).
     @param db: the database (C{None}: C{/activity} answers 404).
+    @param connectors: those C{/connectors} lists.
     @param run_blocking: file work of C{/notes} (C{None}: the index's thread; without
         an index, C{/notes} answers 404).
     """
@@ -57,7 +60,8 @@ class BackendAPI:
     def __init__(self, clock: IReactorTime, settings: SettingsStore,
                  status: StatusSource = idle_status, engine: JobEngine | None = None,
                  index: VaultIndex | None = None, db: Database | None = None,
-                 run_blocking: BlockingRunner | None = None) -> None:
+                 run_blocking: BlockingRunner | None = None,
+                 connectors: Sequence[IConnector] = ()) -> None:
         self._clock = clock
         self._started = clock.seconds()
         self._settings = settings
@@ -65,6 +69,7 @@ class BackendAPI:
         self._engine = engine
         self._index = index
         self._db = db
+        self._connectors = tuple(connectors)
         self._searcher = Searcher(index) if index is not None else None
         runner = run_blocking or (index.run_cpu if index is not None else None)
         self._notes = None if runner is None else notes_api.DailyNotes(
@@ -165,6 +170,13 @@ class BackendAPI:
         today = datetime.fromtimestamp(self._clock.seconds(),
                                        activity_api.user_timezone(zone)).date()
         return activity_api.activity(self._db, request, zone, today)
+
+    @app.route("/connectors", methods=["GET"])
+    def get_connectors(self, request: IRequest) -> Deferred[bytes]:
+        if self._db is None:
+            raise APIError(404, "not_found", "no such route")
+        return connectors_api.listing(self._db, self._connectors, self._settings.current,
+                                      request)
 
     def _daily_notes(self) -> notes_api.DailyNotes:
         if self._notes is None:

@@ -67,17 +67,20 @@ def json_cursor(state: SyncState) -> dict[str, Any]:
 
 def save(conn: sqlite3.Connection, source: str, items: Sequence[Activity], now: str,
          state_key: str | None = None, cursor: str | Mapping[str, Any] | None = None,
-         replace: tuple[str, str] | None = None,
+         replace: tuple[str, str] | None = None, delete: Sequence[str] = (),
          workspace: str = DEFAULT_WORKSPACE) -> int:
     """
     Upsert C{items} of C{source}; with C{state_key}, set its cursor (a mapping is
     stored as JSON) and C{last_sync_at}; with C{replace=(start, end)}, first
     delete the source's items with C{start <= occurred_at < end} that are not
-    in C{items} (what the source no longer has). All in one transaction.
+    in C{items} (what the source no longer has); first delete the items whose
+    identities are in C{delete}. All in one transaction.
 
     @return: how many items were new.
     """
     with transaction(conn):
+        conn.executemany("delete from activity where identity = ? and source = ?",
+                         [(i, source) for i in delete])
         if replace is not None:
             keep = {i.identity for i in items}
             stale = [r[0] for r in conn.execute(

@@ -1,16 +1,19 @@
-"""Periodic jobs from the C{schedule} settings, changed live when settings change."""
+"""Periodic jobs from the C{schedule} settings and the connectors' intervals,
+changed live when settings change."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from enttok.connectors.interface import IConnector, job_type_name
 from enttok.jobs.engine import JobEngine
 from enttok.periodic import PeriodicService
 from enttok.settings import SettingsStore
@@ -42,11 +45,18 @@ class Scheduler(MultiService):
     log = Logger()
 
     def __init__(self, clock: IReactorTime, engine: JobEngine, settings: SettingsStore,
-                 entries: tuple[Entry, ...] = ENTRIES, at_start: bool = True) -> None:
+                 entries: tuple[Entry, ...] = ENTRIES, at_start: bool = True,
+                 connectors: Sequence[IConnector] = ()) -> None:
+        """
+        @param connectors: each is synced every C{interval_minutes(settings)}
+            (and once at start) unless an entry already schedules its job type
+            (GitHub's: C{schedule.github_sync_minutes}).
+        """
         super().__init__()
         self._engine = engine
         self._settings = settings
         self._timers: dict[Entry, PeriodicService] = {}
+        self._connector_timers: dict[str, tuple[IConnector, PeriodicService]] = {}
         for entry in entries:
             if entry.job_type not in engine.registry:
                 continue
@@ -55,6 +65,16 @@ class Scheduler(MultiService):
                                     now=at_start and entry.at_start)
             timer.setServiceParent(self)
             self._timers[entry] = timer
+        scheduled = {entry.job_type for entry in self._timers}
+        for connector in connectors:
+            job_type = job_type_name(connector.connector_id)
+            if job_type in scheduled or job_type not in engine.registry:
+                continue
+            timer = PeriodicService(clock, self._connector_interval(connector, settings.current),
+                                    self._connector_submitter(connector), job_type,
+                                    now=at_start)
+            timer.setServiceParent(self)
+            self._connector_timers[job_type] = (connector, timer)
         settings.subscribe(self._settings_changed)
 
     @staticmethod
@@ -75,8 +95,38 @@ class Scheduler(MultiService):
                 self.log.info("{job_type} now every {seconds:.0f} s", job_type=entry.job_type,
                               seconds=interval)
                 timer.set_interval(interval)
+        for job_type, (connector, timer) in self._connector_timers.items():
+            interval = self._connector_interval(connector, new)
+            if interval != timer.interval:
+                self.log.info("{job_type} now every {seconds:.0f} s", job_type=job_type,
+                              seconds=interval)
+                was_off = timer.interval <= 0
+                timer.set_interval(interval)
+                if was_off and interval > 0 and self.running:
+                    # Just turned on (or configured): sync now, not an interval later.
+                    maybeDeferred(self._connector_submitter(connector)).addErrback(
+                        self._not_queued, job_type)
+
+    def _not_queued(self, failure: Failure, job_type: str) -> None:
+        self.log.failure("could not queue {job_type}", failure, job_type=job_type)
+
+    @staticmethod
+    def _connector_interval(connector: IConnector, settings: Mapping[str, Any]) -> float:
+        if not (connector.enabled(settings) and connector.configured(settings)):
+            return 0.0
+        return float(connector.interval_minutes(settings) or 0) * 60.0
+
+    def _connector_submitter(self, connector: IConnector) -> Any:
+        job_type = job_type_name(connector.connector_id)
+
+        def submit() -> Deferred[Any] | None:
+            if self._connector_interval(connector, self._settings.current) <= 0:
+                return None
+            return self._engine.submit(job_type, {})
+        return submit
 
     def status(self) -> dict[str, Any]:
         """The C{scheduler} part of C{/status}."""
-        active = sum(1 for t in self._timers.values() if t.interval > 0)
+        timers = [*self._timers.values(), *(t for _, t in self._connector_timers.values())]
+        active = sum(1 for t in timers if t.interval > 0)
         return {"running": bool(self.running), "jobs": active}

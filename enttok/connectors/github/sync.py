@@ -397,18 +397,27 @@ def github_sync_job(db: Database, clock: IReactorTime,
     @param client_for: builds a L{GitHubClient} for those settings.
     """
 
+    return JobType(name="connector.github.sync", payload=PAYLOAD,
+                   handler=sync_handler(db, clock, settings, client_for), lock="github",
+                   description="Sync GitHub activity.")
+
+
+PAYLOAD = {"workspace_id": Field(text(r"[A-Za-z0-9_.-]{1,64}", 64), "default",
+                                 "Workspace whose activity is synced."),
+           "cursor": Field(optional(timestamp), None,
+                           "Resume from this time instead of the stored cursor."),
+           "since": Field(optional(timestamp), None,
+                          "On a first sync, how far back to look (default 30 days).")}
+
+
+def sync_handler(db: Database, clock: IReactorTime, settings: Callable[[], Mapping[str, Any]],
+                 client_for: ClientFactory) -> Callable[[JobContext], Any]:
+    """The handler of L{github_sync_job}: one L{GitHubSync} run with the settings in force."""
+
     def handle(ctx: JobContext) -> Any:
         github = settings()
         if not github.get("token"):
             raise JobFailed("github_auth", "no GitHub token: set settings.github.token")
         return GitHubSync(ctx, db, client_for(github), clock, github).run()
 
-    return JobType(
-        name="connector.github.sync",
-        payload={"workspace_id": Field(text(r"[A-Za-z0-9_.-]{1,64}", 64), "default",
-                                       "Workspace whose activity is synced."),
-                 "cursor": Field(optional(timestamp), None,
-                                 "Resume from this time instead of the stored cursor."),
-                 "since": Field(optional(timestamp), None,
-                                "On a first sync, how far back to look (default 30 days).")},
-        handler=handle, lock="github", description="Sync GitHub activity.")
+    return handle

@@ -1,0 +1,1 @@
+"""The calendar connector: events of exported C{.ics} files, recurrences expanded."""
