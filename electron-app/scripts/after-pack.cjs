@@ -1,10 +1,8 @@
-// electron-builder afterPack hook: make every Twisted plugin cache in the packaged
-// backend newer than the plugin modules beside it.
-//
-// electron-builder copies files without keeping their modification times, so a
-// copied twisted/plugins/enttok_plugin.py can look newer than the dropin.cache
-// that scripts/build-backend.mjs generated; Twisted would then try to rewrite the
-// cache at every start, which fails (and logs) in a read-only installation.
+// electron-builder afterPack hook: the packaged app must hold the backend runtime
+// (build/backend/, copied by extraResources) at exactly the path the supervisor
+// computes (dist-electron/backend/paths.js), as an executable file; a package
+// made before `npm run build:backend` would otherwise only fail on the user's
+// machine.
 const fs = require("node:fs");
 const path = require("node:path");
 
@@ -17,41 +15,40 @@ function resourcesDir(context) {
   return path.join(context.appOutDir, "resources");
 }
 
-/** Every dropin.cache under `dir` (symlinks are not followed). */
-function findPluginCaches(dir, found = []) {
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) {
-      findPluginCaches(full, found);
-    } else if (entry.isFile() && entry.name === "dropin.cache" && path.basename(dir) === "plugins") {
-      found.push(full);
-    }
-  }
-  return found;
+/** Node's platform name for electron-builder's. */
+function nodePlatform(electronPlatformName) {
+  return electronPlatformName === "mas" ? "darwin" : electronPlatformName;
 }
 
-/** Set each cache's mtime to `now`, after everything was copied. */
-function freshenPluginCaches(backendDir, now = new Date()) {
-  const caches = findPluginCaches(backendDir);
-  for (const cache of caches) {
-    fs.utimesSync(cache, now, now);
+/**
+ * The runtime executable the supervisor will start in the app packed at
+ * `resources`, checked to exist (and, off Windows, to be executable).
+ * @returns its path.
+ */
+function checkRuntime(resources, platform, pathsModule = path.join(__dirname, "..", "dist-electron", "backend", "paths.js")) {
+  if (!fs.existsSync(pathsModule)) {
+    throw new Error(`afterPack: ${pathsModule} is missing; run npm run build first`);
   }
-  return caches;
+  const { resolveBackendCommand } = require(pathsModule);
+  const { executable } = resolveBackendCommand({ packaged: true, resourcesPath: resources, devRoot: "." }, platform);
+  let stat;
+  try {
+    stat = fs.statSync(executable);
+  } catch {
+    throw new Error(`afterPack: no backend runtime at ${executable}; run npm run build:backend before packaging`);
+  }
+  if (!stat.isFile() || (platform !== "win32" && (stat.mode & 0o111) === 0)) {
+    throw new Error(`afterPack: the backend runtime ${executable} is not an executable file`);
+  }
+  return executable;
 }
 
 async function afterPack(context) {
-  const backendDir = path.join(resourcesDir(context), "backend");
-  if (!fs.existsSync(backendDir)) {
-    throw new Error(`afterPack: no backend at ${backendDir}; check extraResources`);
-  }
-  const caches = freshenPluginCaches(backendDir);
-  if (!caches.some((c) => c.endsWith(path.join("backend", "twisted", "plugins", "dropin.cache")))) {
-    throw new Error("afterPack: backend/twisted/plugins/dropin.cache is missing; run npm run build:backend");
-  }
-  console.log(`  • afterPack: freshened ${caches.length} Twisted plugin cache(s)`);
+  const executable = checkRuntime(resourcesDir(context), nodePlatform(context.electronPlatformName));
+  console.log(`  • afterPack: backend runtime at ${executable}`);
 }
 
 module.exports = afterPack;
 module.exports.default = afterPack;
-module.exports.freshenPluginCaches = freshenPluginCaches;
+module.exports.checkRuntime = checkRuntime;
 module.exports.resourcesDir = resourcesDir;

@@ -42,7 +42,7 @@ describe("helpers", () => {
 
   test("the interpreter and backend folder are found per platform and packaging", () => {
     assert.equal(venvPython("/b", "linux"), path.join("/b", ".venv", "bin", "python"));
-    assert.equal(venvPython("/b", "win32"), path.join("/b", ".venv", "Scripts", "python.exe"));
+    assert.equal(venvPython("C:\\b", "win32"), "C:\\b\\.venv\\Scripts\\python.exe");
     assert.equal(resolveBackendDir({ packaged: true, resourcesPath: "/r", devRoot: "/x" }), path.join("/r", "backend"));
     assert.equal(resolveBackendDir({ packaged: false, devRoot: repoRoot }), repoRoot);
   });
@@ -173,8 +173,11 @@ describe("failures", () => {
 
   test("a configuration the backend refuses (exit status 2) fails without retrying", async () => {
     const data = tempDir("badconfig");
+    const notAFolder = path.join(data.dir, "data-is-a-file");
+    writeFileSync(notAFolder, "");
     const supervisor = new BackendSupervisor({
-      backendDir: repoRoot, python: repoPython(), appDataDir: data.dir, runEnv: "bogus", readyTimeoutMs: READY_MS,
+      backendDir: repoRoot, python: repoPython(), appDataDir: notAFolder, logDir: path.join(data.dir, "logs"),
+      readyTimeoutMs: READY_MS,
     });
     let restarts = 0;
     supervisor.on("restarting", () => restarts++);
@@ -182,8 +185,8 @@ describe("failures", () => {
       const failed = nextEvent(supervisor, "failed", READY_MS);
       await assert.rejects(supervisor.start(), /exit status 2/);
       const failure = await failed;
-      assert.match(failure.message, /invalid RUN_ENV 'bogus'/);
-      assert.ok(failure.stderr.some((line) => line.includes("invalid RUN_ENV")));
+      assert.match(failure.message, /cannot create data directory/);
+      assert.ok(failure.stderr.some((line) => line.includes("data-is-a-file")));
       assert.equal(restarts, 0);
     } finally {
       await supervisor.stop();

@@ -1,5 +1,6 @@
 /**
- * Runs the Python backend (`python -m enttok`, i.e. `twistd -n enttok`) as a child process: starts it on
+ * Runs the backend (`enttok-backend` in a packaged app, `python -m enttok`, i.e.
+ * `twistd -n enttok`, in development) as a child process: starts it on
  * a free port with a fresh token, waits until it answers, restarts it after a
  * crash (with backoff, within a budget), and stops it cleanly.
  *
@@ -15,7 +16,7 @@ import * as readline from "node:readline";
 import { fetchHealth } from "./health";
 import { delay, exitOf, isRunning, within } from "./processes";
 import { OutputLog } from "./outputLog";
-import { venvPython } from "./paths";
+import { type BackendCommand, venvCommand } from "./paths";
 import { type ReadyLine, parseReadyLine } from "./readyLine";
 
 export type BackendStatus = "starting" | "ready" | "restarting" | "failed" | "stopped";
@@ -49,11 +50,13 @@ export interface FailureInfo {
 }
 
 export interface SupervisorOptions {
-  /** The backend's folder (its cwd): holds enttok/, twisted/plugins/ and .venv/. */
+  /** The backend's folder: the frozen runtime's, or the checkout holding enttok/ and .venv/. */
   backendDir: string;
   /** APP_DATA_DIR, e.g. `<userData>/enttok-e`. */
   appDataDir: string;
-  /** The interpreter (default: the .venv's under backendDir). */
+  /** How to start it (default: `python -m enttok` with `python` in backendDir). */
+  command?: BackendCommand;
+  /** Without `command`: the interpreter (default: the .venv's under backendDir). */
   python?: string;
   /** LOG_DIR (default `<appDataDir>/backend/logs`); the console log goes here too. */
   logDir?: string;
@@ -77,13 +80,6 @@ export interface SupervisorEvents {
   failed: [FailureInfo];
 }
 
-/**
- * `python -m enttok ARGS` runs `twistd --nodaemon --pidfile= enttok ARGS` (the cwd,
- * the backend folder, puts enttok/ and twisted/plugins/ on sys.path). Not
- * `python -m twisted.scripts.twistd`: that module has no `__main__` guard, so it
- * exits 0 at once without starting anything.
- */
-const BACKEND_ARGS = ["-m", "enttok", "--port", "0", "--exit-on-stdin-close"];
 /** The exit status of a backend that refuses its configuration; retrying cannot help. */
 const CONFIG_ERROR_STATUS = 2;
 const HEALTH_ATTEMPTS = 3;
@@ -92,10 +88,11 @@ const KILL_WAIT_MS = 2000;
 
 export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
   readonly token = crypto.randomBytes(32).toString("base64url");
-  readonly python: string;
+  /** The command line it runs (see paths.ts). */
+  readonly command: BackendCommand;
   readonly logDir: string;
   private readonly log: OutputLog;
-  private readonly options: Required<Omit<SupervisorOptions, "python" | "logDir" | "env">> & {
+  private readonly options: Required<Omit<SupervisorOptions, "command" | "python" | "logDir" | "env">> & {
     env: NodeJS.ProcessEnv;
   };
   private _status: BackendStatus = "stopped";
@@ -111,7 +108,10 @@ export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
 
   constructor(options: SupervisorOptions) {
     super();
-    this.python = options.python ?? venvPython(options.backendDir);
+    // `python -m enttok ARGS` runs `twistd --nodaemon --pidfile= enttok ARGS`; the
+    // cwd, the checkout, puts enttok/ and twisted/plugins/ on sys.path.
+    const dev = venvCommand(options.backendDir);
+    this.command = options.command ?? { ...dev, executable: options.python ?? dev.executable };
     this.logDir = options.logDir ?? path.join(options.appDataDir, "backend", "logs");
     this.log = new OutputLog(path.join(this.logDir, "backend-stderr.log"));
     this.options = {
@@ -129,6 +129,11 @@ export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
 
   get status(): BackendStatus {
     return this._status;
+  }
+
+  /** The program it runs: `enttok-backend` or a Python interpreter. */
+  get executable(): string {
+    return this.command.executable;
   }
 
   /** The running backend's process id, if one is running. */
@@ -247,8 +252,9 @@ export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
       return;
     }
     this.log.resetRecent();
-    const child = spawn(this.python, BACKEND_ARGS, {
-      cwd: this.options.backendDir,
+    const { executable, args, cwd } = this.command;
+    const child = spawn(executable, args, {
+      cwd,
       env: this.backendEnv(),
       stdio: ["pipe", "pipe", "pipe"],
       windowsHide: true,
@@ -257,25 +263,29 @@ export class BackendSupervisor extends EventEmitter<SupervisorEvents> {
     child.stdin.on("error", () => undefined); // EPIPE once the backend has gone
     child.on("error", (error) => {
       if (generation === this.generation) {
-        this.fail(`could not run the backend's Python at ${this.python}: ${error.message}`);
+        this.fail(`could not run the backend at ${executable}: ${error.message}`);
       }
     });
     child.on("exit", (code, signal) => this.onExit(generation, child, code, signal));
     this.watchOutput(generation, child);
     this.readyTimer = setTimeout(() => this.onReadyTimeout(generation), this.options.readyTimeoutMs);
-    this.log.note(`started the backend (pid ${child.pid ?? "?"}): ${this.python} ${BACKEND_ARGS.join(" ")}`);
+    this.log.note(`started the backend (pid ${child.pid ?? "?"}): ${executable} ${args.join(" ")}`);
   }
 
-  /** A clear message for a missing interpreter or folder, instead of a bare ENOENT. */
+  /** A clear message for a missing executable or folder, instead of a bare ENOENT. */
   private checkPaths(): string | null {
-    if (!fs.existsSync(this.options.backendDir)) {
-      return `the backend folder ${this.options.backendDir} does not exist`;
+    const { executable, cwd, frozen } = this.command;
+    if (!fs.existsSync(cwd)) {
+      return `the backend folder ${cwd} does not exist`;
     }
     try {
-      fs.accessSync(this.python, fs.constants.X_OK);
+      fs.accessSync(executable, fs.constants.X_OK);
     } catch {
-      return `the backend's Python was not found (or is not executable) at ${this.python}; ` +
-        "create its environment with `npm run build:backend` (uv sync --frozen --no-dev)";
+      return frozen
+        ? `the backend runtime was not found (or is not executable) at ${executable}; ` +
+          "the app was packaged without it (build it with `npm run build:backend`)"
+        : `the backend's Python was not found (or is not executable) at ${executable}; ` +
+          "create the development environment with `uv sync --frozen` in the repository";
     }
     return null;
   }

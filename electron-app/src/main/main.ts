@@ -10,7 +10,7 @@ import { pathToFileURL } from "node:url";
 
 import { app, dialog } from "electron";
 
-import { resolveBackendDir } from "../backend/paths";
+import { resolveBackendCommand } from "../backend/paths";
 import { BackendSupervisor, type FailureInfo } from "../backend/supervisor";
 import { serveBackendConnection } from "./ipc";
 import { FILE_ORIGINS, allowOrigins, devServerOrigins } from "./origins";
@@ -38,13 +38,14 @@ function isAppPage(source: RendererSource): (url: string) => boolean {
 }
 
 function createSupervisor(): BackendSupervisor {
-  const backendDir = resolveBackendDir({
+  const command = resolveBackendCommand({
     packaged: app.isPackaged,
     resourcesPath: process.resourcesPath,
     devRoot: path.dirname(app.getAppPath()), // electron-app/ sits in the repository root
   });
   return new BackendSupervisor({
-    backendDir,
+    backendDir: command.cwd,
+    command,
     appDataDir: path.join(app.getPath("userData"), "enttok-e"),
     runEnv: app.isPackaged ? "prod" : "dev",
   });
