@@ -282,6 +282,6 @@ class AppendTests(SynchronousTestCase):
         absolute = str(self.vault / "templates" / "일일.md")
         self.assertEqual(daily.read_template(self.root, absolute), "# {{date}}\n")
         self.assertIsNone(daily.read_template(self.root, None))
-        for bad in ("templates/missing.md", "../outside.md"):
+        for bad in ("templates/missing.md", "../outside.md", "templates", "/dev/zero"):
             error = self.assertRaises(NoteProblem, daily.read_template, self.root, bad)
             self.assertEqual(error.code, "template_unreadable")

@@ -169,6 +169,11 @@ class NotesAPITests(SynchronousTestCase):
                             ({"lines": ["a"], "base": {"sha256": "xyz"}}, "base.sha256"),
                             ({"lines": ["a"], "base": {"mtime_ns": -1}}, "base.mtime_ns"),
                             ({"lines": ["a"], "base": {}}, "base"),
+                            ({"lines": ["a"], "base": {"sha256": None, "mtime_ns": "5"}},
+                             "base.sha256"),
+                            ({"lines": ["a"], "base": {"mtime_ns": None}}, "base.mtime_ns"),
+                            ({"lines": ["a"], "base": {"mtime_ns": "1" * 25}}, "base.mtime_ns"),
+                            ({"lines": ["a"], "heading": "## #"}, "heading"),
                             ({"lines": ["a"], "base": {"size": 3}}, "base"),
                             ({"lines": ["a"], "path": "../x.md"}, "path")):
             error = self.error(self.append(body), 400, "invalid_body")

@@ -52,18 +52,17 @@ def parse_base(value: Any) -> Base:
     if value is None:
         return Base()
     if not isinstance(value, dict) or not value or set(value) - {"sha256", "mtime_ns"}:
+        # {} would read as "no file": refused, a client that saw one must say so.
         raise ValidationError("base", "expected null or an object with sha256 and/or mtime_ns")
     sha = value.get("sha256")
-    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+    if "sha256" in value and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
         raise ValidationError("base.sha256", "expected 64 hexadecimal digits")
     mtime = value.get("mtime_ns")
     if isinstance(mtime, str) and mtime.isascii() and mtime.isdigit() and len(mtime) < 25:
         mtime = int(mtime)
-    if mtime is not None and (isinstance(mtime, bool) or not isinstance(mtime, int)
-                              or mtime < 0):
+    if "mtime_ns" in value and (isinstance(mtime, bool) or not isinstance(mtime, int)
+                                or mtime < 0):
         raise ValidationError("base.mtime_ns", "expected nanoseconds as a decimal string")
-    if sha is None and mtime is None:
-        raise ValidationError("base", "give sha256 or mtime_ns (or null: no file)")
     return Base(sha.lower() if sha else None, mtime)
 
 

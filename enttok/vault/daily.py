@@ -31,6 +31,7 @@ DEFAULT_HEADING = "## Suggestions"
 #: Temporary files are hidden (the walker and the watcher skip them) and end thus.
 TEMP_SUFFIX = ".enttok-tmp"
 MAX_LINE = 2000
+MAX_TEMPLATE = 1024 * 1024
 #: Mode of a note this module creates (a replaced note keeps its own).
 NEW_NOTE_MODE = 0o644
 
@@ -441,8 +442,12 @@ def read_template(root: str, template: str | None) -> str | None:
         if not is_inside(root, path):
             raise NoteProblem("template_unreadable", f"template {template!r} is outside the vault")
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TEMPLATE:
+                raise NoteProblem("template_unreadable", f"template {template!r} is not a "
+                                  f"file of at most {MAX_TEMPLATE} bytes")
+            return f.read(MAX_TEMPLATE).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
         raise NoteProblem("template_unreadable",
