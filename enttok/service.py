@@ -25,10 +25,11 @@ from enttok.connectors.loader import build_connectors, connector_job
 from enttok.events.bus import EventBus
 from enttok.events.websocket import EventStream, events_resource
 from enttok.index.indexer import VaultIndex
-from enttok.index.jobs import Submit, rebuild_job, scan_job, update_job
+from enttok.index.jobs import Submit, embed_job, rebuild_job, scan_job, update_job
+from enttok.index.models import parse_models
 from enttok.index.search import Searcher
-from enttok.index.service import IndexService, embedder_for
-from enttok.index.vectors import VectorIndex
+from enttok.index.service import IndexService, embedder_for, starting_models
+from enttok.index.vectors import VectorIndex, model_file
 from enttok.index.watcher import VaultWatcher
 from enttok.jobs.engine import JobEngine
 from enttok.jobs.registry import JobRegistry, JobType
@@ -131,9 +132,9 @@ def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: Vau
     """
     vault_path = lambda: settings.get("vault_path")  # noqa: E731
 
-    def use_model(path: str | None) -> Deferred[Any]:
-        index.set_embedder(embedder_for(path), path)
-        return settings.update({"embedding_model": path})
+    def use_model(value: str) -> Deferred[Any]:
+        # The setting's change switches the index (see model_changed in from_config).
+        return settings.update({"embedding_model": value})
 
     http = http_client(reactor) if http is None else http
     current = lambda: settings.current  # noqa: E731
@@ -145,7 +146,8 @@ def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: Vau
         *(connector_job(connector) for connector in connectors),
         scan_job(index, vault_path, submit),
         update_job(index, vault_path),
-        rebuild_job(index, vault_path, use_model),
+        rebuild_job(index, vault_path, use_model, parse_models),
+        embed_job(index),
         suggest_job(db, reactor, Searcher(index), current, http),
     ])
 
@@ -156,16 +158,29 @@ def http_client(reactor: Any) -> HTTPClient:
 
 
 def build_index(reactor: Any, db: Database, settings: SettingsStore, config: Config,
-                job_pool: ThreadPool, parent: MultiService) -> VaultIndex:
-    """The vault index, with the embedder on its own thread."""
+                job_pool: ThreadPool, parent: MultiService, submit: Submit) -> VaultIndex:
+    """
+    The vault index, with the embedders on their own thread: the models search
+    used last (recorded in the database), switching to the setting's if they
+    differ (a switch a stop or crash interrupted goes on).
+    """
     embed_pool = ThreadPool(1, 1, "enttok-embed")
     ThreadPoolService(reactor, embed_pool).setServiceParent(parent)
-    model_path = settings.get("embedding_model")
-    index = VaultIndex(reactor, db, embedder_for(model_path),
-                       VectorIndex(config.db_path.with_name("index.hnsw")),
+    wanted = parse_models(settings.get("embedding_model"))
+    active = starting_models(db.connection, wanted)
+    hnsw = config.db_path.with_name("index.hnsw")
+
+    def vectors_for(model_id: str) -> VectorIndex:
+        return VectorIndex(model_file(hnsw, model_id))
+
+    # (Looked up when called: the tests replace embedder_for.)
+    first = embedder_for(active[0])
+    index = VaultIndex(reactor, db, first, vectors_for(str(first.model_id)),
                        pool_runner(reactor, job_pool), pool_runner(reactor, embed_pool),
-                       model_path)
-    IndexService(reactor, index).setServiceParent(parent)
+                       active[0], make_embedder=lambda name: embedder_for(name),
+                       vectors_for=vectors_for, more=active[1:])
+    index.use_models(wanted, prepare=False)
+    IndexService(reactor, index, submit).setServiceParent(parent)
     return index
 
 
@@ -200,7 +215,8 @@ def from_config(reactor: Any, config: Config,
     ThreadPoolService(reactor, job_pool).setServiceParent(top)
     bus = EventBus(max(job_store.max_event_id(db.connection),
                        job_store.pruned_through(db.connection)))
-    index = build_index(reactor, db, settings, config, job_pool, top)
+    index = build_index(reactor, db, settings, config, job_pool, top,
+                        lambda job_type, payload: engine.submit(job_type, payload))
     http = http_client(reactor)
     connectors = build_connectors(ConnectorDeps(reactor, db, lambda: settings.current, http))
     registry = registry_for(reactor, db, settings, index,
@@ -224,11 +240,12 @@ def from_config(reactor: Any, config: Config,
     settings.subscribe(workers_changed)
 
     def model_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        path = new["embedding_model"]
-        if path != index.model_path:
-            index.set_embedder(embedder_for(path), path)
-            engine.submit("index.rebuild", {}).addErrback(
-                lambda f: log.failure("could not queue index.rebuild", f))
+        # The new models' vectors are embedded in the background; search goes on
+        # with the old ones until they are complete.
+        if old["embedding_model"] != new["embedding_model"] and index.use_models(
+                parse_models(new["embedding_model"])):
+            engine.submit("index.embed", {}).addErrback(
+                lambda f: log.failure("could not queue index.embed", f))
 
     settings.subscribe(model_changed)
 

@@ -24,7 +24,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.index import store as index_store
-from enttok.index.vectors import VectorIndex
+from enttok.index.vectors import VectorIndex, model_file
 from enttok.jobs.model import STATUSES
 from tests.daemonsupport import (
     HASHING_DIMENSION,
@@ -105,7 +105,8 @@ class Files:
             ids = index_store.live_vector_ids(conn, HASHING_MODEL)
         finally:
             conn.close()
-        vectors = VectorIndex(self.data_dir / "backend" / "data" / "index.hnsw")
+        vectors = VectorIndex(model_file(self.data_dir / "backend" / "data" / "index.hnsw",
+                                         HASHING_MODEL))
         if vectors.load(HASHING_MODEL, HASHING_DIMENSION, version, lambda: ids) != [] or (
                 vectors.dirty):
             return False  # not current: brought up to date or rebuilt at the next start

@@ -10,19 +10,15 @@ from typing import Any
 import numpy as np
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from enttok.index import indexer
 from enttok.index import store as index_store
-from enttok.index.embedder import HashingEmbedder, IEmbedder
-from enttok.index.search import Searcher, SearchQuery
+from enttok.index.embedder import HashingEmbedder
 from enttok.index.vectors import COMPACT_RATIO, MIN_CAPACITY, VectorIndex
-from enttok.jobs.model import SUCCEEDED
 from tests.indexsupport import (
     IndexFixture,
     check_consistent,
     count,
-    index_harness,
     live_labels,
     make_vault,
     write,
@@ -364,8 +360,8 @@ class CrashTests(SynchronousTestCase):
         closed from stored vectors; the file is not rebuilt."""
         self.first.update([f"note/{i:03d}.md" for i in range(35, 38)], ["note/000.md"])
         rebuilds: list[Any] = []
-        real = indexer.VaultIndex._rebuild_vectors
-        self.patch(indexer.VaultIndex, "_rebuild_vectors",
+        real = indexer.VaultIndex._rebuild_slot
+        self.patch(indexer.VaultIndex, "_rebuild_slot",
                    lambda *a, **kw: rebuilds.append(a) or real(*a, **kw))
         again = self.assert_recovered()
         self.assertEqual((rebuilds, again.vectors.live_count), ([], 37))
@@ -395,57 +391,6 @@ class CrashTests(SynchronousTestCase):
         self.assertEqual((summary["chunks_embedded"], again.embedder.texts_embedded), (35, 35))
         self.assertEqual(again.vectors.live_count, 70)
         check_consistent(self, again.index)
-
-
-@implementer(IEmbedder)
-class LazyEmbedder(HashingEmbedder):
-    """Like a local model folder: the dimension is known only once loaded."""
-
-    def __init__(self, dimension: int) -> None:
-        super().__init__(dimension, model_id=f"lazy-{dimension}")
-        self._real_dimension = dimension
-        self.dimension = 0
-
-    def load(self) -> None:
-        self.dimension = self._real_dimension
-        super().load()
-
-
-class ModelSwitchTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.vault = make_vault(self, vault_notes(10))
-        self.h, self.index = index_harness(self, self.vault)
-        job_id, _ = self.h.submit(self, "vault.scan")
-        self.assertEqual(self.h.stored(job_id).status, SUCCEEDED)
-        self.assertEqual((self.index.vectors.model_id, self.index.vectors.live_count),
-                         ("hashing-64", 10))
-
-    def switch(self, embedder: Any) -> Any:
-        self.index.set_embedder(embedder, None)
-        job_id, _ = self.h.submit(self, "index.rebuild")
-        return self.h.stored(job_id)
-
-    def test_to_a_model_of_another_dimension(self) -> None:
-        job = self.switch(LazyEmbedder(32))
-        self.assertEqual(job.status, SUCCEEDED, job.error)
-        self.assertEqual((self.index.vectors.model_id, self.index.vectors.dimension),
-                         ("lazy-32", 32))
-        check_consistent(self, self.index)
-
-    def test_to_a_model_of_the_same_dimension(self) -> None:
-        job = self.switch(LazyEmbedder(64))
-        self.assertEqual(job.status, SUCCEEDED, job.error)
-        self.assertEqual(self.index.vectors.model_id, "lazy-64")
-        check_consistent(self, self.index)  # no vector of the old model is left
-
-    def test_search_while_switching(self) -> None:
-        searcher = Searcher(self.index)
-        self.index.set_embedder(LazyEmbedder(32), None)
-        hybrid = self.successResultOf(searcher.search(SearchQuery(q="note body number 3")))
-        self.assertTrue(hybrid["degraded"])
-        self.assertTrue(hybrid["hits"])
-        vector = self.successResultOf(searcher.search(SearchQuery(q="note body", mode="vector")))
-        self.assertEqual(vector["hits"], [])
 
 
 class PeriodicSaveTests(SynchronousTestCase):

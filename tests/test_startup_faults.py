@@ -27,7 +27,7 @@ from typing import Any
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from enttok.index import store as index_store
-from enttok.index.vectors import VectorIndex
+from enttok.index.vectors import VectorIndex, model_file
 from tests.daemonsupport import (
     HASHING_DIMENSION,
     HASHING_MODEL,
@@ -215,7 +215,8 @@ class CorruptFilesTests(FaultCase):
             ids = index_store.live_vector_ids(conn, HASHING_MODEL)
         finally:
             conn.close()
-        vectors = VectorIndex(data_dir / "backend" / "data" / "index.hnsw")
+        vectors = VectorIndex(model_file(data_dir / "backend" / "data" / "index.hnsw",
+                                         HASHING_MODEL))
         # Saved at stop: current as it is, nothing to bring up to date.
         self.assertEqual(vectors.load(HASHING_MODEL, HASHING_DIMENSION, version, lambda: ids), [])
         self.assertFalse(vectors.dirty)
@@ -223,8 +224,8 @@ class CorruptFilesTests(FaultCase):
 
     def test_corrupt_hnsw_rebuilt_from_stored_vectors(self) -> None:
         data_dir, _, _ = self.indexed_data_dir()
-        hnsw = data_dir / "backend" / "data" / "index.hnsw"
-        sidecar = hnsw.with_name("index.hnsw.json")
+        hnsw = model_file(data_dir / "backend" / "data" / "index.hnsw", HASHING_MODEL)
+        sidecar = hnsw.with_name(hnsw.name + ".json")
         rng = random.Random(7)
         for damage in ("random bytes", "empty file", "broken sidecar"):
             if damage == "random bytes":

@@ -176,16 +176,21 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
         # Notes read now are stale (metadata saved, not indexed), and so are those an
         # interrupted update left behind.
         to_index = sorted(set(changed) | (stale & seen))
-        update_id = None
+        update_id = embed_id = None
         if to_index or deleted:
             job, _ = yield submit("index.update", {
                 "changed_paths": [os.path.join(root, p) for p in to_index],
                 "deleted_paths": [os.path.join(root, p) for p in sorted(set(deleted))]})
             update_id = job.job_id
+        elif (yield index.needs_embedding()):
+            # Chunks an interrupted job left without vectors (no note changed since),
+            # or a switch of model to finish.
+            job, _ = yield submit("index.embed", {})
+            embed_id = job.job_id
         return {"files": len(files), "new": len([p for p in changed if p not in stats]),
                 "changed": len([p for p in changed if p in stats]), "deleted": len(set(deleted)),
                 "unchanged": len(files) - len(changed), "warnings": warnings,
-                "index_update_job": update_id}
+                "index_update_job": update_id, "index_embed_job": embed_id}
 
     return JobType(
         name="vault.scan",
@@ -225,13 +230,33 @@ def _since_ns(since: str | None) -> int | None:
 
 
 def rebuild_job(index: VaultIndex, vault_path: Setting,
-                use_model: Callable[[str | None], Deferred[Any]]) -> JobType:
-    """C{index.rebuild}: full text and vectors from scratch, reusing stored embeddings."""
+                use_model: Callable[[str], Deferred[Any]],
+                check_model: Callable[[str], object] | None = None) -> JobType:
+    """
+    C{index.rebuild}: full text and vectors from scratch, reusing stored embeddings.
+
+    @param use_model: switch to an C{embedding_model} value (the setting's change
+        queues the re-embedding, see L{embed_job}).
+    @param check_model: raises L{ValueError} for a value that names no model.
+    """
+    vault_only = _configured_vault_only(vault_path)
+
+    def check(payload: dict[str, Any]) -> dict[str, Any]:
+        model = payload["embedding_model"]
+        if model is not None and check_model is not None:
+            try:
+                check_model(model)
+            except ValueError as e:
+                raise ValidationError("payload.embedding_model", str(e)) from None
+        return vault_only(payload)
 
     @inlineCallbacks
     def handle(ctx: JobContext) -> Any:
         if ctx.payload["embedding_model"] is not None:
             yield use_model(ctx.payload["embedding_model"])
+        if index.embed_crashes:
+            yield ctx.track(index.db.run(index_store.reset_embed_crashes))
+            index.embed_crashes = 0
         root = _root(index, ctx.payload["vault_path"] or vault_path())
         ctx.progress(0.0, "listing the vault")
         (files, walk_warnings), (known, _) = yield _listing_and_stats(ctx, index, root)
@@ -239,9 +264,7 @@ def rebuild_job(index: VaultIndex, vault_path: Setting,
             ctx.warn(f"{warning.rel_path}: {warning.message}", path=warning.rel_path)
         seen = {f.rel_path for f in files}
         yield ctx.track(index.db.run(index_store.clear_index))
-        dimension = index.embedder.dimension
-        if dimension:
-            yield ctx.track(index.rebuild_vectors(dimension))
+        yield ctx.track(index.rebuild_vectors())
         result = yield index.update(ctx, root, [f.rel_path for f in files],
                                     sorted(set(known) - seen), skip_indexed=False)
         return result
@@ -251,19 +274,53 @@ def rebuild_job(index: VaultIndex, vault_path: Setting,
         payload={"vault_path": Field(optional(absolute_path), None,
                                      "The vault to index: only the vault_path setting "
                                      "(the default) is accepted."),
-                 "embedding_model": Field(optional(absolute_path), None,
-                                          "Switch to this local model folder first.")},
-        handler=handle, lock=INDEX_LOCK, check=_configured_vault_only(vault_path),
+                 "embedding_model": Field(optional(text(max_length=4096)), None,
+                                          "Switch to this model (a name, names joined by "
+                                          "+, or a local model folder) first; its vectors "
+                                          "are embedded in the background.")},
+        handler=handle, lock=INDEX_LOCK, check=check,
         description="Rebuild full text and vectors.")
+
+
+def embed_job(index: VaultIndex) -> JobType:
+    """
+    C{index.embed}: embed chunks lacking vectors of the kept models (after a
+    crash, or for a change of model), then switch to the target models.
+
+    Queued by the daemon itself, at start and after a scan, when needed.
+    """
+
+    def handle(ctx: JobContext) -> Deferred[Any]:
+        ctx.progress(0.0, "looking for chunks without vectors")
+        return index.converge(ctx, ctx.payload["force"])
+
+    return JobType(
+        name="index.embed",
+        payload={"force": Field(boolean, False, "Run even after the daemon died "
+                                "repeatedly while embedding.")},
+        handler=handle, lock=INDEX_LOCK,
+        description="Embed chunks without vectors; finish a change of model.")
 
 
 def index_status(index: VaultIndex) -> Deferred[Mapping[str, Any]]:
     """What C{GET /index/status} shows."""
-    d = index.db.run(index_store.counts, index.model_id)
+    kept = index.kept()
+    target = index.target
+    d = index.db.run(index_store.counts, index.model_id, [slot.model_id for slot in kept])
 
     def add(counts: dict[str, Any]) -> Mapping[str, Any]:
+        switching = None
+        if target is not None:
+            wanted = counts["chunks"] * len(target)
+            have = sum(counts["vectors_by_model"].get(slot.model_id, 0) for slot in target)
+            switching = {"models": [slot.name for slot in target],
+                         "model_ids": [slot.model_id for slot in target],
+                         "vectors": have, "progress": round(have / wanted, 4) if wanted else 1.0}
         return {**counts, "hnsw_live": index.vectors.live_count,
                 "hnsw_ready": index.vectors.ready, "model_id": index.model_id,
-                "model_loaded": bool(index.embedder.loaded)}
+                "model_loaded": bool(index.embedder.loaded),
+                "models": index.model_names,
+                "model_ids": [slot.model_id for slot in index.active],
+                "switching": switching, "vectors_error": index.embedding_error()}
 
     return d.addCallback(add)

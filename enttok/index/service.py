@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from enttok.index import store as index_store
 from enttok.index.embedder import IEmbedder
 from enttok.index.indexer import VaultIndex
-from enttok.index.models import make_embedder, parse_models
+from enttok.index.jobs import Submit
+from enttok.index.models import MODELS, make_embedder, parse_models, vector_id
 from enttok.periodic import PeriodicService
 
 #: Seconds between saves of a changed hnsw file. Each save holds the GIL (0.4 s at
@@ -31,15 +35,45 @@ def embedder_for(setting: str | None) -> IEmbedder:
     return embedders_for(setting)[0]
 
 
+def starting_models(conn: sqlite3.Connection, wanted: Sequence[str]) -> tuple[str, ...]:
+    """
+    The models search starts with (blocking; once, while the daemon is built): those
+    it used last, as recorded. A database from before the record: the known model
+    whose vectors it holds, if any, so that an upgrade that changes the default
+    model keeps semantic search while the new model's vectors are embedded.
+    Else (or if a recorded name is no longer known) C{wanted}.
+    """
+    recorded = index_store.active_models(conn)
+    if recorded:
+        try:
+            return tuple(name for part in recorded for name in parse_models(part))
+        except ValueError:
+            return tuple(wanted)
+    stored = {row[0] for row in conn.execute("select distinct model_id from embeddings")}
+    if not stored or any(vector_id(name) in stored for name in wanted):
+        return tuple(wanted)
+    earlier = [name for name in MODELS if vector_id(name) in stored]
+    return (earlier[0],) if earlier else tuple(wanted)
+
+
 class IndexService(MultiService):
-    """Prepares the vector index at start, saves it periodically and at stop."""
+    """
+    Prepares the vector indexes at start, saves them periodically and at stop;
+    queues C{index.embed} at start when chunks lack vectors or a change of model
+    was not finished.
+
+    @param submit: queues a job (C{None}: nothing is queued).
+    """
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, index: VaultIndex) -> None:
+    def __init__(self, clock: IReactorTime, index: VaultIndex,
+                 submit: Submit | None = None) -> None:
         super().__init__()
         self.index = index
         self._clock = clock
+        self._submit = submit
+        self._recovering: Deferred[Any] = succeed(None)
         self._prepare_call: IDelayedCall | None = None
         PeriodicService(clock, SAVE_INTERVAL, index.periodic_save, "save-vectors"
                         ).setServiceParent(self)
@@ -47,14 +81,35 @@ class IndexService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        # Before any job embeds (the database runs its calls in order): whether the
+        # last run died while embedding.
+        self._recovering = self.index.recover_embedding()
+        self._recovering.addErrback(
+            lambda f: self.log.failure("could not read the embedding state", f))
         # After start-up: loading hnswlib and numpy must not delay the ready line.
         self._prepare_call = self._clock.callLater(PREPARE_DELAY, self._prepare)
 
     def _prepare(self) -> None:
         self._prepare_call = None
-        self._preparing = self.index.prepare_vectors()
+        self._preparing = self._recovering.addCallback(self._prepare_vectors)
         self._preparing.addErrback(
             lambda f: self.log.failure("could not prepare the vector index", f))
+        self._preparing.addCallback(lambda _: self.embed_if_needed())
+
+    def _prepare_vectors(self, _: object) -> Deferred[Any]:
+        return self.index.prepare_vectors()
+
+    def embed_if_needed(self) -> Deferred[Any]:
+        """Queue C{index.embed} if chunks lack vectors or a switch of model is pending."""
+        submit = self._submit
+        if submit is None or not self.running:
+            return succeed(None)
+
+        def queue(needed: bool) -> Any:
+            return submit("index.embed", {}) if needed else None
+
+        d: Deferred[Any] = self.index.needs_embedding().addCallback(queue)
+        return d.addErrback(lambda f: self.log.failure("could not queue index.embed", f))
 
     def stopService(self) -> Deferred[Any]:
         if self._prepare_call is not None and self._prepare_call.active():
@@ -65,5 +120,5 @@ class IndexService(MultiService):
             d.addCallback(lambda _: preparing)
         d.addCallback(lambda _: self.index.save_vectors())
         d.addErrback(lambda f: self.log.failure("could not save the vector index", f))
-        d.addCallback(lambda _: self.index.run_embed(self.index.embedder.close))
+        d.addCallback(lambda _: self.index.close_models())
         return d

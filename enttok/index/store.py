@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
 
 from enttok.index.text import fts_text
 from enttok.store.db import transaction
@@ -17,6 +17,14 @@ from enttok.vault.parser import ParsedNote
 
 VECTORS_VERSION = "vectors_version"
 LAST_INDEXED = "index_last_update"
+#: The embedding models search uses (a JSON list of model names); a switch to
+#: other models writes it once their vectors are complete.
+ACTIVE_MODELS = "embedding_models_active"
+#: Set while chunks are in the embedder, cleared when that pass ends: found set at
+#: start, the process died while embedding (see L{EMBED_CRASHES}).
+EMBEDDING = "embedding_in_flight"
+#: Starts in a row that found L{EMBEDDING} set with no vector stored since.
+EMBED_CRASHES = "embedding_crashes"
 
 
 @frozen
@@ -44,14 +52,15 @@ class NoteUpdate:
 
 @frozen
 class BatchResult:
-    """What a write changed, for the vector index to follow."""
+    """What a write changed, for the vector indexes (one per model) to follow."""
 
     removed: tuple[int, ...]
-    added: tuple[tuple[int, bytes], ...]
+    #: Per model id, the (chunk id, float32 blob) pairs to add to its vector index.
+    added: dict[str, tuple[tuple[int, bytes], ...]]
     version: int
     pending_vectors: int
-    #: Hashes of chunks written without a stored vector (to embed next).
-    missing: tuple[str, ...] = ()
+    #: Per model id, hashes of chunks written without a stored vector (to embed next).
+    missing: dict[str, tuple[str, ...]] = field(factory=dict)
 
 
 def _chunked(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
@@ -149,13 +158,16 @@ def _delete_chunks(conn: sqlite3.Connection, note_id: int) -> list[int]:
 
 
 def apply_batch(conn: sqlite3.Connection, notes: Sequence[NoteUpdate], deleted: Sequence[str],
-                model_id: str, now: str) -> BatchResult:
+                models: str | Sequence[str], now: str) -> BatchResult:
     """
     Write one batch in one transaction: notes, chunks and FTS rows.
 
-    @return: the chunk ids removed and the (chunk id, vector) pairs added (for
-        chunks whose text already has a stored vector), for the vector index.
+    @param models: the model id (or ids) whose vectors are kept.
+    @return: the chunk ids removed and, per model, the (chunk id, vector) pairs
+        added (for chunks whose text already has a stored vector), for the
+        vector indexes.
     """
+    model_ids = (models,) if isinstance(models, str) else tuple(models)
     removed: list[int] = []
     added: list[tuple[int, str]] = []
     with transaction(conn):
@@ -181,11 +193,16 @@ def apply_batch(conn: sqlite3.Connection, notes: Sequence[NoteUpdate], deleted: 
                              (chunk_id, fts_text(note.parsed.title),
                               fts_text(" ".join(chunk.heading_path)), fts_text(chunk.text)))
                 added.append((chunk_id, chunk.content_hash))
-        vectors = _vectors(conn, [h for _, h in added], model_id)
-        with_vectors = tuple((cid, vectors[h]) for cid, h in added if h in vectors)
+        with_vectors: dict[str, tuple[tuple[int, bytes], ...]] = {}
+        missing: dict[str, tuple[str, ...]] = {}
+        for model_id in model_ids:
+            vectors = _vectors(conn, [h for _, h in added], model_id)
+            with_vectors[model_id] = tuple((cid, vectors[h]) for cid, h in added
+                                           if h in vectors)
+            missing[model_id] = tuple(dict.fromkeys(h for _, h in added if h not in vectors))
         version = _bump(conn, now)
-    missing = tuple(dict.fromkeys(h for _, h in added if h not in vectors))
-    return BatchResult(tuple(removed), with_vectors, version, len(missing), missing)
+    pending = len({h for hashes in missing.values() for h in hashes})
+    return BatchResult(tuple(removed), with_vectors, version, pending, missing)
 
 
 def _bump(conn: sqlite3.Connection, now: str) -> int:
@@ -263,8 +280,14 @@ def hashes_without_vectors(conn: sqlite3.Connection, model_id: str, limit: int) 
 
 def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str, bytes],
                   now: str) -> BatchResult:
-    """Store vectors; return the (chunk id, vector) pairs they cover, for the hnsw index."""
+    """
+    Store vectors; return the (chunk id, vector) pairs they cover, for the hnsw index.
+
+    Vectors stored mean embedding makes progress: the count of crashes while
+    embedding (L{EMBED_CRASHES}) starts again.
+    """
     with transaction(conn):
+        set_meta(conn, EMBED_CRASHES, "0")
         conn.executemany(
             "insert or ignore into embeddings (content_hash, model_id, vector) values (?, ?, ?)",
             [(h, model_id, v) for h, v in new_vectors.items()])
@@ -275,7 +298,7 @@ def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str
                 f"({','.join('?' * len(part))})", list(part)).fetchall()
             pairs += [(r[0], new_vectors[r[1]]) for r in rows]
         version = _bump(conn, now)
-    return BatchResult((), tuple(pairs), version, 0)
+    return BatchResult((), {model_id: tuple(pairs)}, version, 0)
 
 
 def count_live_vectors(conn: sqlite3.Connection, model_id: str) -> int:
@@ -328,13 +351,70 @@ def clear_index(conn: sqlite3.Connection) -> None:
         set_meta(conn, VECTORS_VERSION, str(meta_int(conn, VECTORS_VERSION) + 1))
 
 
-def counts(conn: sqlite3.Connection, model_id: str) -> dict[str, Any]:
+def chunks_lacking_vectors(conn: sqlite3.Connection, model_ids: Sequence[str]) -> int:
+    """How many chunks lack a stored vector of at least one of C{model_ids}."""
+    if not model_ids:
+        return 0
+    lacks = " or ".join(["not exists (select 1 from embeddings e where e.content_hash = "
+                         "c.content_hash and e.model_id = ?)"] * len(model_ids))
+    return int(conn.execute(f"select count(*) from chunks c where {lacks}",
+                            list(model_ids)).fetchone()[0])
+
+
+def active_models(conn: sqlite3.Connection) -> list[str] | None:
+    """The model names search uses, as last switched to (C{None}: never recorded)."""
+    raw = get_meta(conn, ACTIVE_MODELS)
+    return None if raw is None else [str(name) for name in json.loads(raw)]
+
+
+def set_active_models(conn: sqlite3.Connection, names: Sequence[str]) -> None:
+    with transaction(conn):
+        set_meta(conn, ACTIVE_MODELS, json.dumps(list(names), ensure_ascii=False))
+
+
+def set_embedding(conn: sqlite3.Connection, busy: bool) -> None:
+    """Mark that chunks are (or are no longer) in the embedder."""
+    with transaction(conn):
+        set_meta(conn, EMBEDDING, "1" if busy else "0")
+
+
+def count_embed_crash(conn: sqlite3.Connection) -> int:
+    """
+    At start: if the last run died while embedding, count it. Return how many
+    starts in a row found that with no vector stored since.
+    """
+    with transaction(conn):
+        crashes = meta_int(conn, EMBED_CRASHES)
+        if get_meta(conn, EMBEDDING) == "1":
+            crashes += 1
+            set_meta(conn, EMBED_CRASHES, str(crashes))
+            set_meta(conn, EMBEDDING, "0")
+    return crashes
+
+
+def reset_embed_crashes(conn: sqlite3.Connection) -> None:
+    with transaction(conn):
+        set_meta(conn, EMBED_CRASHES, "0")
+
+
+def counts(conn: sqlite3.Connection, model_id: str,
+           kept: Sequence[str] = ()) -> dict[str, Any]:
+    """
+    What C{/index/status} shows of the database.
+
+    @param kept: every model id whose vectors are kept (C{model_id} included or
+        not): C{vectors_pending} counts chunks lacking a vector of one of them.
+    """
     one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
+    models = list(dict.fromkeys([model_id, *kept]))
+    by_model = {m: count_live_vectors(conn, m) for m in models}
     return {
         "notes": one("select count(*) from notes"),
         "chunks": one("select count(*) from chunks"),
-        "vectors": one("select count(*) from chunks c join embeddings e on "
-                       "e.content_hash = c.content_hash and e.model_id = ?", model_id),
+        "vectors": by_model[model_id],
+        "vectors_by_model": by_model,
+        "vectors_pending": chunks_lacking_vectors(conn, models),
+        "embedding_crashes": meta_int(conn, EMBED_CRASHES),
         "stale_notes": one("select count(*) from notes where indexed_hash is null "
                            "or indexed_hash != content_hash"),
         "last_update": get_meta(conn, LAST_INDEXED),

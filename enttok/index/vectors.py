@@ -7,8 +7,10 @@ All methods block; call them from a thread.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -23,6 +25,17 @@ COMPACT_RATIO = 0.2
 #: A saved file this far behind the database (changed labels per live vector)
 #: is rebuilt rather than brought up to date (see L{VectorIndex.load}).
 CATCH_UP_SHARE = 0.25
+
+
+def model_file(path: Path, model_id: str) -> Path:
+    """
+    The hnsw file of C{model_id}'s vectors beside C{path} (C{index.hnsw} gives
+    C{index.<model>.hnsw}): one file per model, so a switch back finds its file.
+    """
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("._")[:60]
+    if slug != model_id:
+        slug += "-" + hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:10]
+    return path.with_name(f"{path.stem}.{slug}{path.suffix}")
 
 
 class VectorIndex:
