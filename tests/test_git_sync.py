@@ -40,9 +40,11 @@ def isolated_env(home: str) -> dict[str, str]:
 class Repo:
     """A repository made by the test, committed to with chosen authors and dates."""
 
-    def __init__(self, path: Path, env: dict[str, str]) -> None:
+    def __init__(self, path: Path, env: dict[str, str], init: bool = True) -> None:
         self.path = path
         self.env = env
+        if not init:  # one made otherwise (a clone)
+            return
         path.mkdir(parents=True, exist_ok=True)
         self.git("init", "-q", "-b", "main")
         self.git("config", "user.name", "Me")
@@ -204,6 +206,40 @@ class GitSyncTests(TestCase):
         self.assertNotIn("Merge branch 'feature'", items)
         self.assertEqual(items["feature one"]["branches"], ["feature", "main"])
         self.assertEqual(len(self.items()), 4)
+
+    @inlineCallbacks
+    def test_trunk_first(self) -> Any:
+        """
+        The shared history is credited to the trunk, not to the checked-out
+        feature branch; a branch made after a sync reads only its own commits.
+        """
+        repo = self.repo("app")
+        repo.commit("base", {"a.txt": "1\n"})
+        repo.git("checkout", "-q", "-b", "feature")
+        repo.commit("feature work", {"f.txt": "1\n"}, date="2024-05-02T10:00:00Z")
+        yield self.sync(self.settings([str(repo.path)]))
+        self.assertEqual({t: i["branches"] for t, i in self.by_title().items()},
+                         {"base": ["main"], "feature work": ["feature"]})
+        repo.git("checkout", "-q", "-b", "spike", "main")
+        repo.commit("spike work", {"s.txt": "1\n"}, date="2024-05-03T10:00:00Z")
+        result = yield self.sync(self.settings([str(repo.path)]))
+        self.assertEqual((result["commits"], result["walks"]), (1, 1))
+        self.assertEqual(self.by_title()["base"]["branches"], ["main"])
+
+    @inlineCallbacks
+    def test_trunk_of_origin(self) -> Any:
+        """In a clone, the trunk is the branch origin/HEAD names."""
+        upstream = self.repo("upstream")
+        upstream.commit("base", {"a.txt": "1\n"})
+        upstream.git("branch", "-m", "main", "stable")
+        clone = self.root / "clone"
+        upstream.git("clone", "-q", str(upstream.path), str(clone))
+        repo = Repo(clone, self.env, init=False)
+        repo.git("checkout", "-q", "-b", "main")
+        repo.commit("local work", {"l.txt": "1\n"}, date="2024-05-02T10:00:00Z")
+        yield self.sync(self.settings([str(clone)]))
+        self.assertEqual({t: i["branches"] for t, i in self.by_title().items()},
+                         {"base": ["stable"], "local work": ["main"]})
 
     @inlineCallbacks
     def test_cherry_pick_is_one_item(self) -> Any:

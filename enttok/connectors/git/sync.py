@@ -43,6 +43,9 @@ PAYLOAD = {
                    "How far back a first sync of a repository looks (default 30 days)."),
 }
 
+#: The remote whose C{HEAD} names the trunk; without one, the first of L{_TRUNKS}.
+_REMOTE = "origin"
+_TRUNKS = ("main", "master", "trunk", "develop")
 #: Diff options shared by the walks (no program configured by a repository runs).
 _DIFF = ("--no-merges", "--no-ext-diff", "--no-textconv", "--no-renames")
 
@@ -151,7 +154,11 @@ class GitSync:
                 "git_commands": self.git.commands, "warnings": self.warnings}
 
     @inlineCallbacks
-    def _repo(self, path: str) -> Any:
+    def _probe(self, path: str) -> Any:
+        """
+        The name of the repository at C{path} (its folder's), or C{None} with a
+        warning when it is none, or a worktree of one already synced.
+        """
         out = yield self.git.run(path, ["rev-parse", "--is-bare-repository",
                                         "--absolute-git-dir", "--show-prefix",
                                         "--git-common-dir"])
@@ -162,27 +169,33 @@ class GitSync:
             reason = ("not a git repository" if not said or "not a git repository" in said[0]
                       else said[0].removeprefix("fatal: "))
             self._warn(f"{path}: {reason}", path=path)
-            return
+            return None
         if lines[2]:
             self._warn(f"{path}: not a git repository (a folder inside one)", path=path)
-            return
+            return None
         # Worktrees of one repository share its branches: sync them once.
         common = os.path.realpath(os.path.join(path, lines[3]))
         if common in self.common_dirs:
             self.ctx.info(f"{path}: a worktree of {self.common_dirs[common]}, synced with it",
                           path=path)
-            return
+            return None
         self.common_dirs[common] = path
         name = os.path.basename(path.rstrip(os.sep))
-        if lines[0] == "true" and name.endswith(".git"):
-            name = name[:-4]
+        return name[:-4] if lines[0] == "true" and name.endswith(".git") else name
+
+    @inlineCallbacks
+    def _repo(self, path: str) -> Any:
+        """Sync one repository: its walks read, then written with its cursor."""
+        name = yield self._probe(path)
+        if name is None:
+            return
         emails = list(self.settings["author_emails"]) or (yield self._config_email(path))
         if not emails:
             self._warn(f"{path}: no author e-mail (set connectors.git.author_emails "
                        f"or git config user.email)", path=path)
             return
-        tips, head = yield self._branches(path)
-        walks = self._walks(path, tips, head)
+        tips, order = yield self._branches(path)
+        walks = self._walks(path, tips, order)
         result = RepoResult()
         for walk in (yield self._settle(path, walks)):
             self.ctx.check_canceled()
@@ -209,49 +222,57 @@ class GitSync:
 
     @inlineCallbacks
     def _branches(self, path: str) -> Any:
-        """C{({branch: tip}, the checked-out branch or None)}."""
+        """
+        C{({branch: tip}, order)}: the branches in the order they are walked,
+        the trunk first (the branch C{origin/HEAD} names, else main, master,
+        trunk or develop), then the checked-out one, then the others by name.
+        """
         raw = yield self.git.check(path, [
             "for-each-ref", "--sort=refname",
-            "--format=%(HEAD)%00%(objecttype)%00%(refname:strip=2)%00%(objectname)",
-            "refs/heads"])
+            "--format=%(HEAD)%00%(objecttype)%00%(refname)%00%(objectname)%00%(symref)",
+            "refs/heads", f"refs/remotes/{_REMOTE}/HEAD"])
         tips: dict[str, str] = {}
-        current = None
+        head = remote_trunk = None
         for line in raw.decode("utf-8", "replace").splitlines():
-            head, kind, branch, tip = [*line.split("\x00"), "", "", ""][:4]
-            if kind == "commit":
-                tips[branch] = tip
-                current = branch if head == "*" else current
-        return tips, current
+            current, kind, ref, tip, target = [*line.split("\x00"), "", "", "", ""][:5]
+            if kind != "commit":
+                continue
+            if ref.startswith("refs/heads/"):
+                tips[ref.removeprefix("refs/heads/")] = tip
+                head = ref.removeprefix("refs/heads/") if current == "*" else head
+            elif target.startswith(f"refs/remotes/{_REMOTE}/"):
+                remote_trunk = target.removeprefix(f"refs/remotes/{_REMOTE}/")
+        trunk = remote_trunk if remote_trunk in tips else next(
+            (b for b in _TRUNKS if b in tips), None)
+        lead = [b for b in dict.fromkeys([trunk, head]) if b is not None]
+        return tips, lead + [b for b in tips if b not in lead]
 
-    def _walks(self, path: str, tips: Mapping[str, str], head: str | None) -> list[Walk]:
+    def _walks(self, path: str, tips: Mapping[str, str], order: Sequence[str]) -> list[Walk]:
         """
-        What to read per branch, the checked-out branch first: a moved branch
-        from its old tip; a new one (or a first sync) back to the first-sync
-        date, leaving out what the branches walked before it (or known from
-        the last sync) hold, so a commit is credited to the branch it was made on.
+        What to read per branch: a moved branch from its old tip; a new one (or
+        any on a first sync) back to the first-sync date, leaving out what the
+        last sync saw and what the branches walked before it hold, so a commit
+        is credited to the branch it was made on.
         """
         known = self.cursor.get("repos", {}).get(path, {}).get("branches", {})
         since = self.ctx.payload["since"] or _iso(
             self.started - timedelta(days=FIRST_SYNC_DAYS))
-        order = ([head] if head else []) + [b for b in tips if b != head]
-        walked: list[str] = [entry["tip"] for branch, entry in known.items()
-                             if branch not in tips and isinstance(entry, dict)
-                             and isinstance(entry.get("tip"), str)]
+        seen: list[str] = [entry["tip"] for entry in known.values()
+                           if isinstance(entry, dict) and isinstance(entry.get("tip"), str)]
         walks = []
         for branch in order:
             tip = tips[branch]
             entry = known.get(branch)
             old = entry.get("tip") if isinstance(entry, dict) else None
             if old == tip:
-                walked.append(tip)
                 continue
             if isinstance(old, str):
                 # Dated for the case it was rewritten: see _settle.
                 walks.append(Walk(branch, tip, old, since=str(entry.get("synced_at") or since)))
             else:
                 walks.append(Walk(branch, tip, exclude=[
-                    t for t in dict.fromkeys(walked) if t != tip], since=since))
-            walked.append(tip)
+                    t for t in dict.fromkeys(seen) if t != tip], since=since))
+            seen.append(tip)
         return walks
 
     @inlineCallbacks
