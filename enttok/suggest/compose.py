@@ -121,6 +121,12 @@ def activity_suggestions(items: Sequence[Mapping[str, Any]], target: Target) -> 
     One line per pull request or issue (what the user did to it), one per kind
     of interaction (reviews, comments), and one per repository for commits.
     """
+    return [s for _, s in sorted(timed_activity(items, target), key=lambda pair: pair[0])]
+
+
+def timed_activity(items: Sequence[Mapping[str, Any]],
+                   target: Target) -> list[tuple[str, Suggestion]]:
+    """L{activity_suggestions}, each with the time of its first item (unsorted)."""
     groups: dict[tuple[str, str, int | None], list[Mapping[str, Any]]] = {}
     for item in items:
         kind = item["kind"]
@@ -134,7 +140,7 @@ def activity_suggestions(items: Sequence[Mapping[str, Any]], target: Target) -> 
                       else _interaction(family, repo, number, members, target))
         if suggestion is not None:
             timed.append((min(m["occurred_at"] for m in members), suggestion))
-    return [s for _, s in sorted(timed, key=lambda pair: pair[0])]
+    return timed
 
 
 def _sources(members: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:

@@ -11,7 +11,6 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
 from enttok.api.activity import day_bounds, user_timezone
-from enttok.connectors.github import store as gh_store
 from enttok.index.indexer import on_disk
 from enttok.index.search import Searcher, SearchQuery
 from enttok.jobs.context import JobContext, JobFailed
@@ -22,12 +21,12 @@ from enttok.suggest import store as suggest_store
 from enttok.suggest.compose import (
     Note,
     Target,
-    activity_suggestions,
     carryover_suggestions,
     edited_suggestions,
     related_suggestions,
     target_for,
 )
+from enttok.suggest.day import day_suggestions
 from enttok.suggest.llm import LLMUnavailable, summarise
 from enttok.validation import Field, ValidationError, integer, optional, text
 
@@ -85,8 +84,8 @@ def suggest_job(db: Database, clock: IReactorTime, searcher: Searcher,
                             note.links if note else (),
                             [str(t.get("text", "")) for t in (note.tasks if note else ())])
         start, end = day_bounds(day, day, zone)
-        items = yield ctx.track(db.run(gh_store.list_activity, "default", start, end))
-        ctx.progress(0.3, f"{len(items)} GitHub items")
+        items = yield ctx.track(db.run(suggest_store.day_activity, "default", start, end))
+        ctx.progress(0.3, f"{len(items)} activity items (GitHub, git, calendar)")
         previous = yield ctx.track(db.run(
             suggest_store.daily_notes_between,
             (day - timedelta(days=CARRY_OVER_DAYS)).isoformat(),
@@ -95,7 +94,7 @@ def suggest_job(db: Database, clock: IReactorTime, searcher: Searcher,
         edited = yield ctx.track(db.run(
             suggest_store.edited_between, int(local_start.timestamp() * 1e9),
             int((local_start + timedelta(days=1)).timestamp() * 1e9)))
-        activity = activity_suggestions(items, target)
+        activity = day_suggestions(items, target, zone)
         tasks = carryover_suggestions(previous, target, day)
         edits = edited_suggestions(edited, target)
         ctx.progress(0.5, "finding related notes")

@@ -52,6 +52,28 @@ def edited_between(conn: sqlite3.Connection, start_ns: int, end_ns: int,
     return [_note(r) for r in rows]
 
 
+def day_activity(conn: sqlite3.Connection, workspace: str, start: str, end: str,
+                 limit: int = 2000) -> list[dict[str, Any]]:
+    """
+    Activity of every source with C{start <= occurred_at < end}, oldest first:
+    the fields of C{GET /activity} plus C{source} and the parsed C{raw}.
+    """
+    rows = conn.execute(
+        "select source, kind, repo, number, title, url, occurred_at, identity, raw_json "
+        "from activity where workspace = ? and occurred_at >= ? and occurred_at < ? "
+        "order by occurred_at, item_id limit ?", (workspace, start, end, limit)).fetchall()
+    items = []
+    for r in rows:
+        try:
+            raw = json.loads(r[8] or "{}")
+        except ValueError:
+            raw = {}
+        items.append({"source": r[0], "kind": r[1], "repo": r[2], "number": r[3],
+                      "title": r[4], "url": r[5], "occurred_at": r[6],
+                      "id": r[7].split(":", 1)[1], "raw": raw if isinstance(raw, dict) else {}})
+    return items
+
+
 def save_result(conn: sqlite3.Connection, day: str, job_id: str, now: str,
                 result: dict[str, Any]) -> None:
     with transaction(conn):
