@@ -17,7 +17,7 @@ from enttok.index.search import (
     vector_ranking,
 )
 from enttok.index.text import fts_query, query_terms
-from tests.indexsupport import IndexFixture, make_vault
+from tests.indexsupport import APIClient, IndexFixture, make_vault
 
 LONG = "work/2024-05-01 함수 정리.md"
 SECTIONS = 200
@@ -99,6 +99,16 @@ class NoteRankingTests(SynchronousTestCase):
             for mode in MODES:
                 for k in (1, 3, 10):
                     self.check_hits(q, mode, k, MATCHING)
+
+    def test_through_the_api(self) -> None:
+        api = APIClient(self, self.fx.clock, index=self.fx.index)
+        for mode in MODES:
+            status, body = api.call("GET", "/search", params={"q": "함수", "mode": mode,
+                                                              "k": "10"})
+            self.assertEqual(status, 200)
+            paths = [hit["path"] for hit in body["hits"]]
+            self.assertEqual((len(paths), len(set(paths)), paths[0]), (10, 10, LONG), mode)
+            self.assertEqual(body["hits"][0]["chunk_id"], self.dense, mode)
 
     def test_fewer_matching_notes_than_k(self) -> None:
         # Full text: every matching note once, and no other.
