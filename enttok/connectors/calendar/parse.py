@@ -16,8 +16,6 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-import icalendar
-import recurring_ical_events
 from attrs import define, field, frozen
 
 from enttok.connectors.activity import Activity
@@ -127,6 +125,10 @@ def _reason(error: BaseException) -> str:
 
 
 def _events_of(path: Path, window: Window, zone: tzinfo) -> list[Activity]:
+    # Imported here, on the job's thread: together they take a second or more to import.
+    import icalendar
+    import recurring_ical_events
+
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ValueError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
     calendar = icalendar.Calendar.from_ical(path.read_bytes())
