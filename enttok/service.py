@@ -268,7 +268,9 @@ def from_config(reactor: Any, config: Config,
         return {**engine.status(), "scheduler": scheduler.status(),
                 "database": {"damaged": db.damage is not None, "error": db.damage}}
 
-    api = BackendAPI(reactor, settings, status, engine, index, db, connectors=connectors)
+    # Appends to daily notes get threads of their own: not queued behind indexing work.
+    api = BackendAPI(reactor, settings, status, engine, index, db, connectors=connectors,
+                     run_blocking=pool_runner(reactor, reactor.getThreadPool()))
     stream = EventStream(bus, db)
     guard = Guard(api.resource(), events_resource(stream), token,
                   lambda: settings.get("allowed_origins"))
