@@ -15,6 +15,7 @@ from enttok.api.app import BackendAPI
 from enttok.api.guard import Guard
 from enttok.settings import SettingsStore
 from enttok.threads import run_inline
+from tests.daemonsupport import start, write_settings
 from tests.indexsupport import index_harness, write
 
 TOKEN = "notes-api-token-0123456789"
@@ -203,3 +204,33 @@ class NotesAPITests(SynchronousTestCase):
         self.client = StubTreq(guard)
         self.error(self.call("GET", f"/notes/daily/{TODAY}"), 404, "not_found")
 
+
+
+class DaemonTests(SynchronousTestCase):
+    """The routes in a real daemon: its thread pool, its job engine, its index."""
+
+    def test_append_in_a_daemon_is_indexed(self) -> None:
+        root = Path(self.mktemp()).absolute()
+        vault = root / "vault"
+        write(vault, "projects/enttok.md", "# enttok\n")
+        data_dir = root / "data"
+        data_dir.mkdir()
+        write_settings(data_dir, {"vault_path": str(vault), "timezone": "Asia/Seoul"})
+        daemon = start(self, data_dir)
+        day = "2026-12-04"
+        state = daemon.ok("GET", f"/notes/daily/{day}")
+        self.assertEqual((state["path"], state["exists"]), (f"daily/{day}.md", False))
+        done = daemon.ok("POST", f"/notes/daily/{day}/append",
+                         {"lines": ["- [ ] 배포 준비 quokka"], "base": None})
+        note = vault / "daily" / f"{day}.md"
+        self.assertEqual(note.read_text("utf-8"), "## Suggestions\n- [ ] 배포 준비 quokka\n")
+        job = daemon.wait_jobs([done["index_job_id"]], 30.0)[done["index_job_id"]]
+        self.assertEqual((job["type"], job["status"]), ("index.update", "succeeded"), job)
+        hits = daemon.ok("GET", "/search?q=quokka&mode=fts")["hits"]
+        self.assertEqual([h["path"] for h in hits], [f"daily/{day}.md"])
+        # A client holding the old state is refused; the note is left as it is.
+        status, answer = daemon.call("POST", f"/notes/daily/{day}/append",
+                                     {"lines": ["- late"], "base": None})
+        self.assertEqual((status, answer["error"]["code"]), (409, "note_changed"), answer)
+        self.assertEqual(answer["error"]["details"]["sha256"], done["sha256"])
+        self.assertEqual(daemon.terminate(), 0, daemon.output_tail())
