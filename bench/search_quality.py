@@ -25,9 +25,12 @@
    combinations C{alpha * norm(bm25) + (1 - alpha) * cosine} (several models:
    their mean cosine) with the BM25 side normalised by min-max of the query's
    scores or by rank (C{1 - (rank - 1) / n}); a note missing from a list gets 0
-   from it. The best alpha is chosen on the tune half and reported on the report
-   half. One more row: RRF with the any-term fallback in the FTS list (as
-   mode=fts has it).
+   from it. With two or three models, routing by script: RRF of the FTS list and
+   one subset of the models for queries with Hangul, another for the rest (with
+   two models, also the second model's list at a weight below 1). One
+   more row: RRF with the any-term fallback in the FTS list (as mode=fts has it).
+   The best convex combination and the best routing are chosen on the tune half
+   (by the mean nDCG@10 of the four language groups) and quoted on the report half.
 4. Label check: a paraphrase or cross query must not share its content with its
    answers (the notes labelled 2): no English term outside the stop words that
    the full-text index finds in an answer, and no Hangul character bigram
@@ -38,6 +41,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -58,12 +62,15 @@ from bench._indexutil import db_path, load_average, read_only, vault_daemon
 QUERIES = REPO / "bench" / "data" / "queries.json"
 MODES = ("fts", "vector", "hybrid")
 ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: Weights of the second model's list in the weighted routes.
+SECOND_WEIGHTS = (0.25, 0.5)
 METRICS = ("ndcg", "recall", "mrr")
 SPLITS = ("report", "tune")
 RRF_K = 60
 #: Hangul bigrams of particles and endings, not content: a query may share them.
 FUNCTION_BIGRAMS = frozenset({"에서", "으로", "에게", "하는", "위한", "있는", "한다", "했다",
                               "에는", "까지", "부터", "하고", "이다"})
+HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7a3]")
 #: A run of CJK characters (the ranges enttok.index.text indexes as bigrams).
 CJK_RUN = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf"
                      "\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff]+")
@@ -166,6 +173,8 @@ def search_all(d: Any, queries: list[Query], k: int) -> dict[str, list[Ranking]]
 # Offline candidate lists and fusion
 
 NoteList = dict[int, tuple[int, float]]
+#: An offline ranking method: name, family ("base", "convex", "route"), rankings.
+Method = tuple[str, str, list[Ranking]]
 
 
 def fts_candidates(conn: Any, text: str, depth: int,
@@ -204,12 +213,16 @@ def best_per_note(rows: list[tuple[int, int, float]]) -> NoteList:
     return notes
 
 
-def rrf(lists: Sequence[NoteList], k: int) -> list[int]:
-    """Reciprocal rank fusion (k = 60) of note lists, as C{enttok.index.search.fuse}."""
+def rrf(lists: Sequence[NoteList], k: int, weights: Sequence[float] | None = None) -> list[int]:
+    """
+    Reciprocal rank fusion (k = 60) of note lists, as C{enttok.index.search.fuse};
+    with C{weights}, list i counts C{weights[i] / (60 + rank)}.
+    """
     scores: dict[int, float] = {}
-    for ranking in lists:
+    for i, ranking in enumerate(lists):
+        weight = 1.0 if weights is None else weights[i]
         for note, (rank, _) in ranking.items():
-            scores[note] = scores.get(note, 0.0) + 1.0 / (RRF_K + rank)
+            scores[note] = scores.get(note, 0.0) + weight / (RRF_K + rank)
     return sorted(scores, key=lambda note: (-scores[note], note))[:k]
 
 
@@ -276,14 +289,16 @@ def model_vectors(conn: sqlite3.Connection, name: str, queries: list[Query]
 
 
 def fusion_study(data_dir: Path, queries: list[Query], k: int, hybrid: list[Ranking],
-                 setting: str | None) -> list[tuple[str, list[Ranking]]]:
+                 setting: str | None) -> list[Method]:
+    """The offline methods: (name, family, one ranking per query)."""
     from enttok.index.search import DEPTH
 
     depth = max(k * DEPTH, 50)
+    names = model_names(setting)
     conn = read_only(db_path(data_dir))
     try:
         paths = dict(conn.execute("select note_id, path from notes").fetchall())
-        per_model = [model_vectors(conn, name, queries) for name in model_names(setting)]
+        per_model = [model_vectors(conn, name, queries) for name in names]
         # Per query: FTS with the any-term fallback (mode=fts), FTS all terms only
         # (what hybrid fuses), one vector list per model.
         lists = [(best_per_note(fts_candidates(conn, q["q"], depth)),
@@ -298,11 +313,11 @@ def fusion_study(data_dir: Path, queries: list[Query], k: int, hybrid: list[Rank
               ) -> list[Ranking]:
         return [[paths[n] for n in rank(f, strict, vs)] for f, strict, vs in lists]
 
-    methods = [("fts alone (same lists)", named(lambda f, s, vs: list(f)[:k])),
-               ("vector alone (exact)", named(lambda f, s, vs: rrf(vs, k))),
-               ("RRF k=60, FTS all terms", named(lambda f, s, vs: rrf([s, *vs], k))),
-               ("RRF k=60, FTS any term", named(lambda f, s, vs: rrf([f, *vs], k)))]
-    same = sum(a == b for a, b in zip(methods[2][1], hybrid, strict=True))
+    methods = [("fts alone (same lists)", "base", named(lambda f, s, vs: list(f)[:k])),
+               ("vector alone (exact)", "base", named(lambda f, s, vs: rrf(vs, k))),
+               ("RRF k=60, FTS all terms", "base", named(lambda f, s, vs: rrf([s, *vs], k))),
+               ("RRF k=60, FTS any term", "base", named(lambda f, s, vs: rrf([f, *vs], k)))]
+    same = sum(a == b for a, b in zip(methods[2][2], hybrid, strict=True))
     print(f"  offline RRF (FTS all terms) top-{k} equals the daemon's hybrid answer for "
           f"{same}/{len(queries)} queries (hnswlib is approximate; ties may order differently)")
     for by_rank in (False, True):
@@ -311,7 +326,52 @@ def fusion_study(data_dir: Path, queries: list[Query], k: int, hybrid: list[Rank
                         r: bool = by_rank) -> list[int]:
                 return convex(s, merge_models(vs), k, a, r)
             label = f"convex {'rank' if by_rank else 'minmax'} a={alpha:.1f}"
-            methods.append((label, named(combine)))
+            methods.append((label, "convex", named(combine)))
+    return methods + routed(names, queries, lists, paths, k)
+
+
+def routed(names: Sequence[str], queries: list[Query],
+           lists: list[tuple[NoteList, NoteList, list[NoteList]]], paths: dict[int, str],
+           k: int) -> list[Method]:
+    """
+    Routing by script with several models (called A, B, C in the labels): RRF of
+    the FTS list (all terms) and the lists of one subset of the models for queries
+    with Hangul, another for the rest; and, for two models, the rest with one
+    model's list at weight 1 and the other's at L{SECOND_WEIGHTS}.
+    """
+    if len(names) < 2 or len(names) > 3:
+        return []
+    letters = "ABC"
+    print("  models in the route rows: " + ", ".join(
+        f"{letters[i]} = {name}" for i, name in enumerate(names)))
+    subsets = [c for size in range(1, len(names) + 1)
+               for c in itertools.combinations(range(len(names)), size)]
+    # (label, models for Hangul queries, models and weights for the others)
+    routes: list[tuple[str, Sequence[int], Sequence[int], Sequence[float]]] = []
+    for hangul in subsets:
+        for other in subsets:
+            routes.append((f"route: Hangul {'+'.join(letters[i] for i in hangul)}, else "
+                           f"{'+'.join(letters[i] for i in other)}", hangul, other,
+                           [1.0] * len(other)))
+    if len(names) == 2:
+        for first, second in ((0, 1), (1, 0)):
+            for weight in SECOND_WEIGHTS:
+                routes.append((f"route: Hangul {letters[first]}, else {letters[first]}"
+                               f"+{weight}*{letters[second]}", [first], [first, second],
+                               [1.0, weight]))
+    methods: list[Method] = []
+    for label, for_hangul, for_other, weights in routes:
+        rankings = []
+        for q, (_, strict, vs) in zip(queries, lists, strict=True):
+            chosen: Sequence[int]
+            chosen_weights: Sequence[float]
+            if HANGUL.search(q["q"]):
+                chosen, chosen_weights = for_hangul, [1.0] * len(for_hangul)
+            else:
+                chosen, chosen_weights = for_other, weights
+            rankings.append([paths[n] for n in rrf(
+                [strict, *(vs[i] for i in chosen)], k, [1.0, *chosen_weights])])
+        methods.append((label, "route", rankings))
     return methods
 
 
@@ -430,23 +490,36 @@ def print_details(queries: list[Query], scores: dict[str, Scores]) -> None:
         print(f"  {q['id']:18} {q['split']:6} {cells}   {q['q']}")
 
 
-def print_fusion(rows: list[tuple[str, Scores]]) -> dict[str, Any]:
-    """The fusion rows on the report half; the best convex alpha chosen on the tune half."""
+def objective(scores: Scores, split: str) -> float:
+    """What tuning maximises: mean nDCG@10 of the four language groups (not weighted by size)."""
+    return mean(scores.mean("ndcg", in_split(split, keep)) for _, keep in GROUPS[:4])
+
+
+def print_fusion(rows: list[tuple[str, str, Scores]]) -> dict[str, Any]:
+    """
+    The fusion rows on the report half; the best convex combination and the best
+    routing, each chosen on the tune half by L{objective}.
+    """
     groups = [g for g, _ in GROUPS]
-    print("report split, nDCG@10 / MRR:    " + "  ".join(f"{g[:15]:>15}" for g in groups))
-    for name, s in rows:
+    print("report split, nDCG@10 / MRR:     " + "  ".join(f"{g[:15]:>15}" for g in groups)
+          + "   tune objective")
+    for name, _, s in rows:
         cells = [f"{s.mean('ndcg', in_split('report', keep)):.3f}/"
                  f"{s.mean('mrr', in_split('report', keep)):.3f}" for _, keep in GROUPS]
-        print(f"  {name:26}   " + "  ".join(f"{c:>15}" for c in cells))
-    every = in_split("tune", lambda q: True)
-    best_name, best = max(((n, s) for n, s in rows[4:]), key=lambda x: x[1].mean("ndcg", every))
-    report_all = in_split("report", lambda q: True)
-    rrf_score = rows[2][1].mean("ndcg", report_all)
-    best_score = best.mean("ndcg", report_all)
-    print(f"best convex combination on the tune half: {best_name} (tune nDCG@10 "
-          f"{best.mean('ndcg', every):.3f}); on the report half RRF {rrf_score:.3f} vs "
-          f"{best_score:.3f}, ratio RRF / convex = {rrf_score / best_score:.3f}")
-    return {"best_convex_on_tune": best_name}
+        print(f"  {name:30} " + "  ".join(f"{c:>15}" for c in cells)
+              + f"   {objective(s, 'tune'):.3f}")
+    chosen: dict[str, Any] = {}
+    rrf_score = objective(rows[2][2], "report")
+    for family in ("convex", "route"):
+        candidates = [(name, s) for name, fam, s in rows if fam == family]
+        if not candidates:
+            continue
+        best_name, best = max(candidates, key=lambda x: objective(x[1], "tune"))
+        chosen[f"best_{family}_on_tune"] = best_name
+        print(f"best {family} on the tune half: {best_name} "
+              f"(objective {objective(best, 'tune'):.3f}); on the report half "
+              f"{objective(best, 'report'):.3f} vs RRF k=60, FTS all terms {rrf_score:.3f}")
+    return chosen
 
 
 def run_daemon(args: argparse.Namespace, vault: Path, queries: list[Query]
@@ -505,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nfusion on the same candidate lists ({load_average()}):")
     methods = fusion_study(data, queries, args.k, results["hybrid"], args.embedding_model)
-    rows = [(name, Scores(queries, ranked, args.k)) for name, ranked in methods]
+    rows = [(name, family, Scores(queries, ranked, args.k))
+            for name, family, ranked in methods]
     chosen = print_fusion(rows)
 
     conn = read_only(db_path(data))
@@ -524,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                "per_query": {q["id"]: {m: {metric: scores[m].values[metric][i]
                                            for metric in METRICS} for m in MODES}
                              for i, q in enumerate(queries)},
-               "fusion": summarise(queries, dict(rows)), **chosen,
+               "fusion": summarise(queries, {name: s for name, _, s in rows}), **chosen,
                "label_problems": problems}
         args.json.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n",
                              encoding="utf-8")
