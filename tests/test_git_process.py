@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import CancelledError, inlineCallbacks
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from enttok.connectors.git.process import (
@@ -110,6 +110,22 @@ class GitRunnerTests(TestCase):
                                      ["hash-object", "--stdin"])
         self.assertEqual(out.decode().strip(), sha)
         self.assertEqual(sha, hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest())
+
+    @inlineCallbacks
+    def test_pipe_canceled(self) -> Any:
+        """Canceling the pipe kills both commands; it fails once both are gone."""
+        sha = self.blob(os.urandom(20_000_000))
+        d = self.runner.pipe(str(self.repo), ["cat-file", "blob", sha],
+                             ["hash-object", "--stdin"])
+        d.cancel()
+        yield self.assertFailure(d, CancelledError)
+
+    @inlineCallbacks
+    def test_pipe_second_quits_early(self) -> Any:
+        """The second command leaving before reading everything stops the first: an error."""
+        sha = self.blob(os.urandom(20_000_000))
+        yield self.assertFailure(
+            self.runner.pipe(str(self.repo), ["cat-file", "blob", sha], ["version"]), GitError)
 
     @inlineCallbacks
     def test_pipe_first_fails(self) -> Any:

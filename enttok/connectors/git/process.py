@@ -20,6 +20,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 #: Seconds one git command may take before it is killed (a hung network mount).
 TIMEOUT = 600.0
@@ -133,6 +134,24 @@ class _Collect(ProcessProtocol):
             self.done.errback(reason)
 
 
+@implementer(IPushProducer)
+class _Pacer:
+    """A process as the producer of a pipe: paced by the consumer, killed if it goes."""
+
+    def __init__(self, process: IProcessTransport) -> None:
+        self.process = process
+
+    def pauseProducing(self) -> None:
+        cast(IPushProducer, self.process).pauseProducing()
+
+    def resumeProducing(self) -> None:
+        cast(IPushProducer, self.process).resumeProducing()
+
+    def stopProducing(self) -> None:
+        with contextlib.suppress(ProcessExitedAlready):
+            self.process.signalProcess("KILL")
+
+
 def _abort(proto: _Collect, done: Deferred[int]) -> Deferred[None]:
     """Kill C{proto}'s process (its result dropped); fires once it is gone."""
     done.addErrback(lambda _: None)
@@ -225,11 +244,12 @@ class GitRunner:
         source.process.closeStdin()
         # The second pauses the first while its stdin buffer is full.
         consumer = cast(IConsumer, sink.process)  # a Process is its stdin's consumer
-        consumer.registerProducer(cast(IPushProducer, source.process), True)
+        consumer.registerProducer(_Pacer(source.process), True)
         try:
             code = yield source_done
-        except BaseException:
+        except BaseException:  # killed: canceled, timed out
             yield _abort(sink, sink_done)
+            yield source.ended
             raise
         finally:
             consumer.unregisterProducer()
