@@ -164,7 +164,9 @@ def build_index(reactor: Any, db: Database, settings: SettingsStore, config: Con
     used last (recorded in the database), switching to the setting's if they
     differ (a switch a stop or crash interrupted goes on).
     """
-    embed_pool = ThreadPool(1, 1, "enttok-embed")
+    # Two threads: while a batch of a model being switched to is embedded, a query
+    # to the active model (another worker process) need not wait behind it.
+    embed_pool = ThreadPool(1, 2, "enttok-embed")
     ThreadPoolService(reactor, embed_pool).setServiceParent(parent)
     wanted = parse_models(settings.get("embedding_model"))
     active = starting_models(db.connection, wanted)

@@ -202,12 +202,14 @@ class ModelSwitchTests(SynchronousTestCase):
         run.release(2)  # two batches of B stored, the third in the embedder
         status = run.status()
         self.assertEqual((status["models"], status["model_id"]), (["a"], "model-a"))
-        self.assertEqual(status["switching"]["models"], ["b"])
+        self.assertEqual((status["target_models"], status["switching"]["models"]), (["b"], ["b"]))
         self.assertEqual(status["switching"]["vectors"], 2 * EMBED_BATCH)
         self.assertEqual(status["switching"]["progress"], round(2 * EMBED_BATCH / CHUNKS, 4))
         self.assertGreater(status["vectors_pending"], 0)
-        # Search answers from A's vectors meanwhile, not from a half-built B.
+        # Search answers from A's vectors meanwhile, not from a half-built B, and
+        # B's batches do not make hybrid search fall back to full text.
         self.assertEqual(run.search("note body number 7"), before)
+        self.assertFalse(run.search("note body number 7", mode="hybrid")["degraded"])
         self.assertEqual(run.h.stored(job.job_id).status, "running")
         run.release()
         done = run.h.stored(job.job_id)
@@ -215,8 +217,8 @@ class ModelSwitchTests(SynchronousTestCase):
         self.assertEqual((done.result["chunks_embedded"], done.result["switched_to"]),
                          (CHUNKS, ["b"]))
         status = run.status()
-        self.assertEqual((status["models"], status["model_ids"], status["switching"]),
-                         (["b"], ["model-b"], None))
+        self.assertEqual((status["models"], status["model_ids"], status["switching"],
+                          status["target_models"]), (["b"], ["model-b"], None, None))
         self.assertEqual((status["vectors"], status["hnsw_live"], status["vectors_pending"]),
                          (CHUNKS, CHUNKS, 0))
         self.assertEqual(run.index.vectors.dimension, 48)

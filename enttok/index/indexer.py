@@ -254,7 +254,9 @@ class VaultIndex:
 
     @param embedder: the first active model (C{vectors}: its hnsw index).
     @param run_cpu: where file reading, parsing and hnswlib work run.
-    @param run_embed: a single thread for the embedders.
+    @param run_embed: the embedders' threads: one for indexing batches (one at a
+        time), one more so that a query to an active model need not wait behind
+        a batch of a target model.
     @param name: the first model's name in settings (default: its model id).
     @param make_embedder: an embedder for a model name (C{None}: models cannot change).
     @param vectors_for: the hnsw index of a model id (default: a file beside C{vectors}).
@@ -389,6 +391,11 @@ class VaultIndex:
         self._retire(self.target or [], keep=[*self.active, *target])
         self.target = target
         fresh = [slot for slot in target if slot.name not in known]
+        if self.embed_crashes:
+            # Another model may not crash where this one did: embedding may start again.
+            self.embed_crashes = 0
+            self.db.run(index_store.reset_embed_crashes).addErrback(
+                lambda f: self.log.failure("could not reset the embedding crashes", f))
         if prepare and fresh:
             self.vector_lock.run(self._prepare_slots, fresh).addErrback(
                 lambda f: self.log.failure("could not prepare the vector index", f))
@@ -770,11 +777,16 @@ class VaultIndex:
 
     def _embed_batch(self, ctx: JobContext, slot: ModelSlot,
                      todo: list[tuple[str, str]]) -> Deferred[Any]:
-        """Start embedding C{todo}; L{indexing_embeds} counts it until the embedder is done."""
-        self.indexing_embeds += 1
+        """
+        Start embedding C{todo}; L{indexing_embeds} counts it until the embedder is
+        done if the model is an active one (a target model's batches hold up no
+        query: each model has its own worker, and the embed pool a thread more).
+        """
+        busy = 1 if slot in self.active else 0
+        self.indexing_embeds += busy
 
         def finished(result: Any) -> Any:
-            self.indexing_embeds -= 1
+            self.indexing_embeds -= busy
             return result
 
         return ctx.track(self._embed_by(slot, [text for _, text in todo]).addBoth(finished))

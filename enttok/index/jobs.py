@@ -321,6 +321,7 @@ def index_status(index: VaultIndex) -> Deferred[Mapping[str, Any]]:
                 "model_loaded": bool(index.embedder.loaded),
                 "models": index.model_names,
                 "model_ids": [slot.model_id for slot in index.active],
+                "target_models": None if target is None else [slot.name for slot in target],
                 "switching": switching, "vectors_error": index.embedding_error()}
 
     return d.addCallback(add)
