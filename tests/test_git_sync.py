@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import CancelledError, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -326,6 +326,18 @@ class GitSyncTests(TestCase):
         self.assertEqual(result["repositories"], [])
         self.assertEqual(result["warnings"],
                          [f"{repo.path}: Expected git repo version <= 1, found 99"])
+
+    @inlineCallbacks
+    def test_canceled(self) -> Any:
+        """A canceled sync stops its git commands and stores nothing."""
+        repo = self.repo("app")
+        repo.commit("work", {"a.txt": "1\n"})
+        d = self.sync(self.settings([str(repo.path)]))
+        d.cancel()
+        yield self.assertFailure(d, CancelledError)
+        self.assertEqual(self.items(), {})
+        self.assertIsNone(self.db.connection.execute(
+            "select cursor from sync_state where connector = ?", (STATE_KEY,)).fetchone())
 
     @inlineCallbacks
     def test_git_missing(self) -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
     IConsumer,
@@ -197,17 +197,23 @@ class GitRunner:
         Run C{git -C repo args}, handing its stdout to C{on_stdout} in chunks.
 
         @return: fires with L{GitOutput} (C{stdout} empty) whatever the exit
-            status; fails with what C{on_stdout} raised, or C{TimeoutError}.
-            Canceling kills the process.
+            status; fails with what C{on_stdout} raised, L{GitMissing} or
+            C{TimeoutError}. Canceling kills the process; a failure fires
+            once the process is gone.
         """
+        return Deferred.fromCoroutine(self._stream(repo, args, on_stdout))
+
+    async def _stream(self, repo: str, args: Sequence[str],
+                      on_stdout: Callable[[bytes], None]) -> GitOutput:
         proto = _Collect(on_stdout)
-        try:
-            d = self._spawn(proto, repo, args)
-        except GitMissing as e:
-            return fail(e)
+        done = self._spawn(proto, repo, args)
         proto.process.closeStdin()
-        return d.addCallback(lambda code: GitOutput(b"", proto.stderr.decode("utf-8", "replace"),
-                                                    code))
+        try:
+            code = await done
+        except BaseException:  # canceled, timed out, or on_stdout raised: it was killed
+            await proto.ended
+            raise
+        return GitOutput(b"", proto.stderr.decode("utf-8", "replace"), code)
 
     def run(self, repo: str, args: Sequence[str]) -> Deferred[GitOutput]:
         """Run C{git -C repo args}; fires with its whole output and exit status."""
