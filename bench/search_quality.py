@@ -66,6 +66,7 @@ ALPHAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 SECOND_WEIGHTS = (0.25, 0.5)
 METRICS = ("ndcg", "recall", "mrr")
 SPLITS = ("report", "tune")
+KINDS = ("exact", "paraphrase", "particle", "mixed", "cross")
 RRF_K = 60
 #: Hangul bigrams of particles and endings, not content: a query may share them.
 FUNCTION_BIGRAMS = frozenset({"에서", "으로", "에게", "하는", "위한", "있는", "한다", "했다",
@@ -180,10 +181,11 @@ Method = tuple[str, str, list[Ranking]]
 def fts_candidates(conn: Any, text: str, depth: int,
                    fallback: bool = True) -> list[tuple[int, int, float]]:
     """
-    (chunk id, note id, bm25) in fts_ranked's order (lower bm25 is better).
+    (best chunk id, note id, bm25) of the first C{depth} notes, best first (lower
+    bm25 is better).
 
-    @param fallback: when no chunk has every term, take chunks with any term (as the
-        daemon does); C{False}: return nothing then.
+    @param fallback: when no chunk has every term, take chunks with any term (as
+        mode=fts does); C{False}: return nothing then (as hybrid does).
     """
     from enttok.index.search import SearchQuery, fts_scored
     from enttok.index.text import query_terms
@@ -434,20 +436,31 @@ def memory_containing(vault: Path) -> Callable[[str], set[str]]:
 
 
 def check_spec(spec: dict[str, Any], vault: Path) -> list[str]:
-    """What is wrong with the query file apart from shared content: paths, splits, kinds."""
+    """
+    What is wrong with the query file apart from shared content: ids, languages,
+    kinds, paths, answers, and splits that are not halves of each (lang, kind).
+    """
     problems = []
     notes = {unicodedata.normalize("NFC", p.relative_to(vault).as_posix())
              for p in vault.rglob("*.md")}
     seen: set[str] = set()
+    halves: dict[tuple[str, str], list[int]] = {}
     for q in spec["queries"]:
         if q["id"] in seen:
             problems.append(f"{q['id']}: id used twice")
         seen.add(q["id"])
+        if q["lang"] not in ("en", "ko") or q["kind"] not in KINDS:
+            problems.append(f"{q['id']}: lang {q['lang']!r} or kind {q['kind']!r} unknown")
         if q.get("split") not in SPLITS:
             problems.append(f"{q['id']}: split {q.get('split')!r} is not one of {SPLITS}")
+        else:
+            halves.setdefault((q["lang"], q["kind"]), [0, 0])[SPLITS.index(q["split"])] += 1
         if 2 not in q["relevant"].values():
             problems.append(f"{q['id']}: no note labelled 2")
         problems += [f"{q['id']}: no note {p!r}" for p in q["relevant"] if p not in notes]
+    problems += [f"{lang} {kind}: {report} report and {tune} tune queries"
+                 for (lang, kind), (report, tune) in sorted(halves.items())
+                 if abs(report - tune) > 1]
     return problems
 
 
