@@ -63,8 +63,12 @@ class Models:
         self.made: list[tuple[str, HashingEmbedder]] = []
 
     def make(self, name: str) -> IEmbedder:
-        embedder = (LazyEmbedder(32, "lazy-32") if name == "lazy" else
-                    HashingEmbedder(64 if name == "a" else 48, model_id=f"model-{name}"))
+        if name == "lazy":
+            embedder: HashingEmbedder = LazyEmbedder(32, "lazy-32")
+        elif name == "a2":  # another runtime of model a: the same vectors
+            embedder = HashingEmbedder(64, model_id="model-a")
+        else:
+            embedder = HashingEmbedder(64 if name == "a" else 48, model_id=f"model-{name}")
         self.made.append((name, embedder))
         return embedder
 
@@ -246,6 +250,17 @@ class ModelSwitchTests(SynchronousTestCase):
             sidecar = model_file(self.folder / "index.hnsw", model_id).with_suffix(".hnsw.json")
             self.assertEqual(json.loads(sidecar.read_text())["model_id"], model_id)
 
+    def test_another_runtime_of_the_same_model_embeds_nothing(self) -> None:
+        run = self.first
+        vectors = run.index.vectors
+        self.assertTrue(run.index.use_models(["a2"]))
+        job = run.job("index.embed")
+        self.assertEqual((job.status, job.result["switched_to"]), (SUCCEEDED, ["a2"]))
+        self.assertEqual(self.models.texts_embedded("a2"), 0)
+        self.assertIs(run.index.vectors, vectors)  # one vector index per model id
+        self.assertEqual(run.search("note body number 9")["hits"][0]["path"], "note/009.md")
+        check_consistent(self, run.index)
+
     def test_a_crash_midway_resumes_at_the_next_start(self) -> None:
         run = self.first
         run.held_names.add("lazy")
@@ -374,7 +389,8 @@ class ConvergenceTests(SynchronousTestCase):
         # Nothing left: the next scan queues nothing.
         self.assertIsNone(run.job("vault.scan").result["index_embed_job"])
 
-    def test_a_backlog_that_keeps_killing_the_process_is_reported(self) -> None:
+    def crash_loop(self) -> Run:
+        """Three runs die with a new note's chunk in the embedder; return the fourth."""
         self.start().job("index.rebuild")  # everything embedded
         write(self.vault, "note/poison.md", "# poison\n\nthis text kills the model\n")
         for attempt in range(MAX_EMBED_CRASHES):
@@ -386,6 +402,21 @@ class ConvergenceTests(SynchronousTestCase):
             self.assertEqual(len(run.held), 1)
         run = self.start(held=("a",))
         self.assertEqual(run.held, [])  # not retried
+        return run
+
+    def test_a_change_of_model_embeds_again(self) -> None:
+        run = self.crash_loop()
+        self.assertTrue(run.index.use_models(["b"]))
+        self.assertIsNone(run.status()["vectors_error"])
+        run.release()  # (here the chunk no longer kills model a)
+        job = run.job("index.embed")
+        self.assertEqual((job.status, job.result["switched_to"]), (SUCCEEDED, ["b"]))
+        self.assertEqual(run.status()["vectors_pending"], 0)
+        self.assertEqual(index_store.meta_int(run.h.db.connection,
+                                              index_store.EMBED_CRASHES), 0)
+
+    def test_a_backlog_that_keeps_killing_the_process_is_reported(self) -> None:
+        run = self.crash_loop()
         status = run.status()
         self.assertEqual((status["vectors_pending"], status["embedding_crashes"]),
                          (1, MAX_EMBED_CRASHES))

@@ -331,7 +331,20 @@ class VaultIndex:
         if self._make_embedder is None:
             raise ValueError("this index cannot change its embedding model")
         embedder = self._make_embedder(name)
-        return ModelSlot(name, embedder, self._vectors_for(str(embedder.model_id)))
+        model_id = str(embedder.model_id)
+        # Two runtimes of one model (vectors of one id) share one vector index.
+        same = next((slot for slot in self.kept() if slot.model_id == model_id), None)
+        return ModelSlot(name, embedder, same.vectors if same else self._vectors_for(model_id))
+
+    def _mirrors(self, slots: Sequence[ModelSlot]) -> list[ModelSlot]:
+        """C{slots}, each vector index once."""
+        seen: set[int] = set()
+        out = []
+        for slot in slots:
+            if id(slot.vectors) not in seen:
+                seen.add(id(slot.vectors))
+                out.append(slot)
+        return out
 
     def _slot(self, model_id: str | None) -> ModelSlot:
         if model_id is None:
@@ -524,7 +537,7 @@ class VaultIndex:
         recorded = yield self.db.run(index_store.active_models)
         if recorded is None:
             yield self.db.run(index_store.set_active_models, self.model_names)
-        for slot in slots:
+        for slot in self._mirrors(slots):
             yield self._prepare_slot(slot)
 
     @inlineCallbacks
@@ -564,7 +577,7 @@ class VaultIndex:
 
     @inlineCallbacks
     def _rebuild_all(self) -> Any:
-        for slot in self.kept():
+        for slot in self._mirrors(self.kept()):
             dimension = yield self.db.run(index_store.stored_dimension, slot.model_id)
             dimension = dimension or slot.embedder.dimension
             if dimension:
@@ -590,7 +603,7 @@ class VaultIndex:
 
     def save_vectors(self) -> Deferred[Any]:
         """Save each changed hnsw index."""
-        dirty = [slot.vectors for slot in self.kept() if slot.vectors.dirty]
+        dirty = [slot.vectors for slot in self._mirrors(self.kept()) if slot.vectors.dirty]
         if not dirty:
             return succeed(None)
         return self.run_cpu(_save_all, dirty)
@@ -666,7 +679,7 @@ class VaultIndex:
             yield self._embed_pending(ctx, summary, written.get(slot.model_id, []), slot,
                                       leftovers=slot in self.active)
         yield self._maybe_switch()
-        for slot in self.kept():
+        for slot in self._mirrors(self.kept()):
             yield ctx.track(self.run_cpu(slot.vectors.compact_if_needed))
         if summary["chunks"] + summary["chunks_embedded"] >= SAVE_AFTER_CHANGES:
             # Small updates are saved by the periodic saver: rewriting a 100 MB
@@ -844,7 +857,7 @@ class VaultIndex:
 
     @inlineCallbacks
     def _follow_locked(self, result: BatchResult) -> Any:
-        for slot in self.kept():
+        for slot in self._mirrors(self.kept()):
             total = None
             if not slot.vectors.ready or slot.vectors.model_id != slot.model_id:
                 total = yield self.db.run(index_store.count_live_vectors, slot.model_id)
