@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
 import types
 import uuid
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from enttok.settings import SettingsStore
 from enttok.store import jobs as job_store
 from enttok.threads import run_inline
 from enttok.validation import ValidationError
+from tests import test_plugin as plugin_tests
 from tests.apisupport import PORT, TOKEN, APITestCase
 from tests.jobsupport import Harness
 
@@ -306,6 +309,40 @@ class ConnectorsAPITests(APITestCase):
         self.guard.port = PORT
         self.treq = StubTreq(self.guard)
         self.assertError(self.request("GET", "/connectors"), 404, "not_found")
+
+
+WHEEL_PROBE = """
+import json, os, sys
+import enttok.plugins
+from enttok.connectors.loader import find_plugins
+# No cache can be written beside the installed modules (a read-only install).
+os.mkdir(os.path.join(enttok.plugins.__path__[0], "dropin.cache"))
+found = [p.connector_id for p in find_plugins(builtin=())]
+print(json.dumps({"found": found, "from": enttok.plugins.__path__[0]}))
+"""
+
+
+class WheelTests(SynchronousTestCase):
+    """The plugins are found by Twisted's scan in the installed wheel."""
+
+    def test_found_from_the_wheel(self) -> None:
+        # The wheel test_plugin builds (once per run).
+        wheel = plugin_tests.WheelTests("test_wheel_contents").build_wheel()
+        target = Path(self.mktemp()).absolute()
+        zipfile.ZipFile(wheel).extractall(target)
+        names = set(zipfile.ZipFile(wheel).namelist())
+        self.assertTrue({f"enttok/plugins/{i}.py" for i in BUILT_IN_IDS} <= names)
+        self.assertNotIn("enttok/plugins/dropin.cache", names)
+        site_packages = [p for p in sys.path if p.endswith("site-packages")]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["PYTHONPATH"] = os.pathsep.join([str(target), *site_packages])
+        result = subprocess.run([sys.executable, "-S", "-c", WHEEL_PROBE], cwd=str(target),
+                                env=env, capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        report = json.loads(result.stdout.splitlines()[-1])
+        self.assertEqual(report["found"], sorted(BUILT_IN_IDS))  # by id without the list
+        self.assertTrue(report["from"].startswith(str(target)), report)
 
 
 class JobTypeNameTests(SynchronousTestCase):
