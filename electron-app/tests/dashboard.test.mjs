@@ -200,10 +200,16 @@ describe("the dashboard in Chromium against a real backend", () => {
     assert.ok(!existsSync(file), `${rel} must not exist before the insert`);
 
     await page.getByRole("button", { name: "Insert checked" }).click();
-    await page.getByText(`Created ${rel}: ${lines.length} line`).waitFor();
+    const notice = page.getByText(`Created ${rel}: ${lines.length} line`);
+    await notice.waitFor();
     assert.equal(readFileSync(file, "utf8"), `## Suggestions\n${lines.join("\n")}\n`);
-    // The note is re-indexed right away: an index.update job for it shows up.
-    await waitForJob(page, "index.update");
+    // The note is re-indexed right away, by the index.update job the notice names.
+    const jobId = /Re-indexing as (\S+)\.$/.exec(await notice.innerText())?.[1];
+    assert.ok(jobId, await notice.innerText());
+    const row = page.locator(`li.job[data-job-id="${jobId}"]`);
+    await row.waitFor({ state: "attached", timeout: 10_000 });
+    assert.equal(await row.getAttribute("data-job-type"), "index.update");
+    await waitFor(async () => (await row.getAttribute("data-status")) === "succeeded", JOB_MS, `${jobId} to succeed`, 250);
 
     await page.getByRole("button", { name: "Copy checked" }).click();
     await page.getByText(/^Copied \d+ lines? — paste them into /).waitFor();

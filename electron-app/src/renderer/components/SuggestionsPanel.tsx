@@ -35,7 +35,8 @@ function appendedText(result: AppendResult): string {
     return `Nothing new: the checked lines are already in ${result.path}.`;
   }
   const verb = result.created ? "Created" : "Added to";
-  return `${verb} ${result.path}: ${plural(result.appended, "line")}${skipped}.`;
+  const reindex = result.index_job_id ? ` Re-indexing as ${result.index_job_id}.` : "";
+  return `${verb} ${result.path}: ${plural(result.appended, "line")}${skipped}.${reindex}`;
 }
 
 export function SuggestionsPanel({ client, refreshKey }: SuggestionsPanelProps) {
