@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, inlineCallbacks
+from twisted.internet.defer import CancelledError, TimeoutError, inlineCallbacks
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from enttok.connectors.git.process import (
@@ -133,7 +134,7 @@ class GitRunnerTests(TestCase):
         error = yield self.assertFailure(
             self.runner.pipe(str(self.repo), ["cat-file", "blob", "0" * 40],
                              ["hash-object", "--stdin"]), GitError)
-        self.assertEqual(error.args_, ["cat-file", "blob", "0" * 40])
+        self.assertEqual(error.command, ["cat-file", "blob", "0" * 40])
 
     @inlineCallbacks
     def test_pipe_second_fails(self) -> Any:
@@ -141,7 +142,21 @@ class GitRunnerTests(TestCase):
         error = yield self.assertFailure(
             self.runner.pipe(str(self.repo), ["cat-file", "blob", sha],
                              ["no-such-command"]), GitError)
-        self.assertEqual(error.args_, ["no-such-command"])
+        self.assertEqual(error.command, ["no-such-command"])
+
+    @inlineCallbacks
+    def test_timeout(self) -> Any:
+        """A command still running after the timeout is killed; it fails once gone."""
+        clock = Clock()
+        runner = GitRunner(reactor, self.runner.git, git_environ(self.env), timeout=30.0,
+                           clock=clock)
+        # git waits for a shell that keeps none of its pipes (so killing git ends them).
+        hang = ["-c", "alias.hang=!exec sleep 3 </dev/null >/dev/null 2>&1", "hang"]
+        d = runner.run(str(self.repo), hang)
+        clock.advance(29.0)
+        self.assertNoResult(d)
+        clock.advance(1.0)
+        yield self.assertFailure(d, TimeoutError)
 
     @inlineCallbacks
     def test_not_executable(self) -> Any:

@@ -42,7 +42,8 @@ class GitError(Exception):
     def __init__(self, args: Sequence[str], code: int | None, stderr: str) -> None:
         first = stderr.strip().splitlines()[0] if stderr.strip() else f"exit status {code}"
         super().__init__(first)
-        self.args_ = list(args)
+        #: The git arguments that failed.
+        self.command = list(args)
         self.code = code
         self.stderr = stderr
 
@@ -92,10 +93,8 @@ class _Collect(ProcessProtocol):
         #: Fires once the process is gone, however it ended.
         self.ended: Deferred[None] = Deferred()
         self.error: BaseException | None = None
-        self.killed = False
 
     def _cancel(self, _: Deferred[int]) -> None:
-        self.killed = True
         transport = self.transport
         if transport is not None:
             with contextlib.suppress(ProcessExitedAlready):  # processEnded follows
@@ -113,7 +112,8 @@ class _Collect(ProcessProtocol):
             self.on_stdout(data)
         except Exception as e:  # a bad record: stop reading, report at the end
             self.error = e
-            self.process.signalProcess("KILL")
+            with contextlib.suppress(ProcessExitedAlready):
+                self.process.signalProcess("KILL")
 
     def errReceived(self, data: bytes) -> None:
         if len(self.stderr) < STDERR_LIMIT:
@@ -163,13 +163,17 @@ class GitRunner:
     """
     Runs git commands as child processes of C{reactor}.
 
+    @param reactor: provides C{IReactorProcess} (and C{IReactorTime} without C{clock}).
     @param git: the executable (see L{find_git}).
     @param environ: the environment (see L{git_environ}).
+    @param timeout: seconds after which a command is killed.
+    @param clock: what the timeout is measured on (default C{reactor}).
     """
 
     def __init__(self, reactor: Any, git: str, environ: Mapping[str, str],
-                 timeout: float = TIMEOUT) -> None:
+                 timeout: float = TIMEOUT, clock: IReactorTime | None = None) -> None:
         self.reactor = reactor
+        self.clock: IReactorTime = clock if clock is not None else reactor
         self.git = git
         self.environ = dict(environ)
         self.timeout = timeout
@@ -188,8 +192,7 @@ class GitRunner:
             spawner.spawnProcess(proto, self.git, self._argv(repo, args), env=self.environ)
         except OSError as e:
             raise GitMissing(f"cannot run {self.git}: {e.strerror or e}") from None
-        clock: IReactorTime = self.reactor
-        return proto.done.addTimeout(self.timeout, clock)
+        return proto.done.addTimeout(self.timeout, self.clock)
 
     def stream(self, repo: str, args: Sequence[str],
                on_stdout: Callable[[bytes], None]) -> Deferred[GitOutput]:
