@@ -87,6 +87,7 @@ class Writer:
         self.thread.start()
 
     def expect(self, wanted: str) -> None:
+        """Wait for a line starting with C{wanted}."""
         deadline = time.monotonic() + LINE_WAIT
         while True:
             try:
@@ -96,7 +97,7 @@ class Writer:
             if line is None:
                 assert self.process.stderr is not None
                 self.case.fail(f"the writer exited: {self.process.stderr.read().decode()}")
-            if line == wanted:
+            if line.startswith(wanted):
                 return
 
     def kill9(self) -> None:
@@ -154,15 +155,13 @@ class KillNineTests(SynchronousTestCase):
         for _ in range(ROUNDS):
             before = self.appended()
             writer = Writer(self, self.root, "never", APPENDS)
-            writer.expect("ready")
-            time.sleep(rng.uniform(0.05, 0.6))
+            writer.expect("appended")  # past the start-up: the kill lands among writes
+            time.sleep(rng.uniform(0, 0.3))
             writer.kill9()
             now = self.appended()
-            self.assertGreaterEqual(now, before)
+            self.assertGreater(now, before)
             seen.append(now - before)
             self.assertLessEqual(len(self.leftovers()), 1)
             torn += len(self.leftovers())
-        # The writer did append between kills (the test exercised real writes).
-        self.assertGreater(sum(seen), 0, seen)
         print(f"\n  appends between kills (seed {SEED}): {seen}; killed mid-write: {torn}")
 
