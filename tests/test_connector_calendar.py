@@ -226,6 +226,42 @@ class ResyncTests(CalendarCase):
         self.assertEqual(len(self.events()), 3)
 
 
+class UnchangedTests(CalendarCase):
+    def test_unchanged_files_are_not_parsed_again(self) -> None:
+        path = self.write("work.ics", calendar(WEEKLY_SEOUL))
+        self.use(path)
+        self.assertEqual(self.sync()["status"], "ok")
+        self.h.clock.advance(1800)
+        again = self.sync()
+        self.assertEqual((again["status"], again["events"], again["files"], again["removed"]),
+                         ("unchanged", 2, 1, 0))
+        last = self.h.db.connection.execute(
+            "select last_sync_at from sync_state where connector = 'calendar'").fetchone()[0]
+        self.assertEqual(last, "2024-05-01T12:30:00Z")
+        self.assertEqual(self.sync({"force": True})["status"], "ok")
+
+    def test_a_change_of_content_or_window_is_read(self) -> None:
+        path = self.write("work.ics", calendar(WEEKLY_SEOUL))
+        self.use(path)
+        self.sync()
+        # Same size, same modification second: only the content tells.
+        stat = os.stat(path)
+        self.write("work.ics", calendar(WEEKLY_SEOUL.replace("20240506T1", "20240513T1")))
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        changed = self.sync()
+        self.assertEqual((changed["status"], changed["items_new"], changed["removed"]),
+                         ("ok", 1, 1))
+        self.h.clock.advance(86400)  # tomorrow: the window moves
+        self.assertEqual(self.sync()["status"], "ok")
+        self.assertEqual(self.sync()["status"], "unchanged")
+
+    def test_with_a_warning_every_sync_reads_and_warns(self) -> None:
+        self.use(self.write("work.ics", calendar(WEEKLY_SEOUL)), str(self.folder / "gone.ics"))
+        for _ in range(2):
+            result = self.sync()
+            self.assertEqual((result["status"], len(result["warnings"])), ("ok", 1))
+
+
 class ProblemTests(CalendarCase):
     def test_bad_paths_and_unparsable_files_are_warnings(self) -> None:
         good = self.write("good.ics", calendar(ONE_OFF))

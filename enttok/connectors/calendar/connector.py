@@ -22,7 +22,7 @@ from enttok.connectors.calendar.parse import (
 from enttok.connectors.interface import ConnectorDeps, IConnector, Settings
 from enttok.jobs.context import JobContext
 from enttok.jobs.model import utc_iso
-from enttok.validation import Field, integer, optional
+from enttok.validation import Field, boolean, integer, optional
 
 STATE_KEY = "calendar"
 
@@ -31,6 +31,7 @@ PAYLOAD = {
                        "Days before today to sync (default: the setting)."),
     "days_ahead": Field(optional(integer(0, 366)), None,
                         "Days after today to sync (default: the setting)."),
+    "force": Field(boolean, False, "Parse the files even when they did not change."),
 }
 
 
@@ -103,15 +104,26 @@ class CalendarConnector:
                                else days_back,
                                section["days_ahead"] if days_ahead is None else days_ahead)
         paths = list(section["paths"])
+        state = await ctx.track(self._deps.db.run(activity.get_state, STATE_KEY))
+        previous = activity.json_cursor(state)
+        unless = None if ctx.payload["force"] else previous.get("fingerprint")
         ctx.progress(0.05, f"reading {len(paths)} calendar path(s)")
         harvest: Harvest = await ctx.run_blocking(read_calendars, paths, window, zone,
-                                                  ctx.check_canceled)
+                                                  ctx.check_canceled, unless)
+        start, end = window.bounds()
+        if harvest.unchanged:
+            await ctx.track(self._deps.db.run(activity.save, SOURCE, [], utc_iso(now),
+                                              STATE_KEY, previous))
+            return {"status": "unchanged", "items_new": 0, "events": previous.get("events", 0),
+                    "removed": 0, "files": previous.get("files", 0),
+                    "window": {"start": start, "end": end}, "warnings": []}
         for warning in harvest.warnings:
             ctx.warn(warning)
         ctx.progress(0.8, f"{len(harvest.items)} events in {len(harvest.files_read)} file(s)")
-        start, end = window.bounds()
         cursor = {"window": [start, end], "files": len(harvest.files_read),
-                  "events": len(harvest.items)}
+                  "events": len(harvest.items),
+                  # With warnings, the next sync reads again (and warns again).
+                  "fingerprint": None if harvest.warnings else harvest.fingerprint}
         new, removed = await ctx.track(self._deps.db.run(
             store_window, harvest, window, utc_iso(now), cursor))
         return {"status": "ok", "items_new": new, "events": len(harvest.items),

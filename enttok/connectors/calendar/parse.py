@@ -55,6 +55,10 @@ class Harvest:
     files_read: list[str] = field(factory=list)
     files_failed: list[str] = field(factory=list)
     warnings: list[str] = field(factory=list)
+    #: Digest of the window, the zone and every file's path and content.
+    fingerprint: str = ""
+    #: Nothing changed since the sync that saw C{fingerprint}: nothing was parsed.
+    unchanged: bool = False
 
 
 def iso(moment: datetime) -> str:
@@ -92,16 +96,42 @@ def _ics_below(folder: Path) -> Iterator[Path]:
                 yield Path(root, name)
 
 
+def fingerprint(files: Sequence[Path], window: Window, zone: tzinfo,
+                check_canceled: Callable[[], None] = lambda: None) -> str:
+    """A digest of what a sync would read (unreadable files count by their error)."""
+    digest = hashlib.sha256(f"{window.bounds()}\0{zone}".encode())
+    for path in files:
+        check_canceled()
+        digest.update(os.fsencode(path) + b"\0")
+        try:
+            with path.open("rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+        except OSError as e:
+            digest.update(f"error {e.errno}".encode())
+    return digest.hexdigest()
+
+
 def read_calendars(paths: Sequence[str], window: Window, zone: tzinfo,
-                   check_canceled: Callable[[], None] = lambda: None) -> Harvest:
+                   check_canceled: Callable[[], None] = lambda: None,
+                   unless: str | None = None) -> Harvest:
     """
     Every event occurring in C{window} in the calendars at C{paths}; a file
     that cannot be read or parsed is named in the warnings and skipped.
     Identities repeated across files (a calendar exported twice) are kept once.
+
+    @param unless: a previous L{Harvest.fingerprint}: when the files (and the
+        window) are the same and no path is missing, nothing is parsed and the
+        harvest is C{unchanged} (parsing is the costly part: seconds for a
+        calendar of a few thousand events).
     """
     harvest = Harvest()
+    files = find_files(paths, harvest.warnings)
+    harvest.fingerprint = fingerprint(files, window, zone, check_canceled)
+    if unless is not None and unless == harvest.fingerprint and not harvest.warnings:
+        harvest.unchanged = True
+        return harvest
     seen: set[str] = set()
-    for path in find_files(paths, harvest.warnings):
+    for path in files:
         check_canceled()
         try:
             events = _events_of(path, window, zone)
