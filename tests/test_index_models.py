@@ -30,7 +30,7 @@ from enttok.jobs.registry import JobType
 from tests.indexsupport import check_consistent, make_vault, write
 from tests.jobsupport import Harness
 
-NOTES = 40
+NOTES = 80
 #: Distinct chunk texts of the vault (one chunk a note).
 CHUNKS = NOTES
 
@@ -292,6 +292,24 @@ class ModelSwitchTests(SynchronousTestCase):
         self.assertEqual(second.status()["switching"]["vectors"], EMBED_BATCH)
         second.release()
         self.assertEqual(second.index.model_names, ["b"])
+
+    def test_a_switch_called_off_stops_embedding(self) -> None:
+        run = self.first
+        run.held_names.add("b")
+        run.index.use_models(["b"])
+        job = run.job("index.embed")
+        run.release(1)
+        self.assertFalse(run.index.use_models(["a"]))
+        self.assertIsNone(run.status()["target_models"])
+        run.release()
+        done = run.h.stored(job.job_id)
+        self.assertEqual((done.status, done.result["switched_to"]), (SUCCEEDED, None))
+        # Called off with the second batch in the embedder and the third fetched:
+        # no more after them.
+        self.assertEqual(self.models.texts_embedded("b"), 3 * EMBED_BATCH)
+        self.assertLess(3 * EMBED_BATCH, CHUNKS)
+        self.assertEqual(run.index.model_names, ["a"])
+        check_consistent(self, run.index)
 
     def test_update_while_switching_embeds_for_both_models(self) -> None:
         run = self.first

@@ -735,7 +735,8 @@ class VaultIndex:
             while True:
                 # The next batch's texts, fetched while the embedder is busy.
                 todo: list[tuple[str, str]] = []
-                while not todo and not ctx.canceled:
+                # (A model no longer kept, after a switch was called off, stops here.)
+                while not todo and not ctx.canceled and slot in self.kept():
                     if start < len(queue):
                         part = queue[start:start + EMBED_BATCH]
                         start += len(part)
