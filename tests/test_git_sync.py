@@ -379,6 +379,21 @@ class GitSyncTests(TestCase):
         self.assertEqual(list(self.by_title()), ["mine"])
 
     @inlineCallbacks
+    def test_binary_changes(self) -> Any:
+        """Two different changes of one binary file are two items (patch ids differ)."""
+        repo = self.repo("design")
+        for n, when in enumerate(("2024-05-01T10:00:00Z", "2024-05-02T10:00:00Z",
+                                  "2024-05-03T10:00:00Z")):
+            (repo.path / "logo.png").write_bytes(bytes([0, 255, n]) * 50)
+            repo.git("add", "logo.png")
+            repo.git("commit", "-q", "-m", f"logo v{n}", date=when)
+        result = yield self.sync(self.settings([str(repo.path)]))
+        self.assertEqual((result["commits"], result["items_new"]), (3, 3))
+        item = self.by_title()["logo v2"]
+        self.assertEqual((item["files"], item["insertions"], item["deletions"]),
+                         (["logo.png"], 0, 0))
+
+    @inlineCallbacks
     def test_nfd_file_name(self) -> Any:
         """A Korean file name written decomposed (NFD, as macOS does) is kept as written."""
         import unicodedata
