@@ -85,6 +85,21 @@ class DiscoveryTests(SynchronousTestCase):
             self.assertFalse(connector.configured(defaults))
             self.assertIsNone(connector.interval_minutes(defaults))
 
+    def test_github_follows_its_existing_settings(self) -> None:
+        settings = SettingsStore(Path(self.mktemp()), run_inline)
+        [github] = [c for c in connectors_for(Clock(), None, settings)
+                    if c.connector_id == "github"]
+        self.assertEqual((github.state_key, github.display_name), ("github:default", "GitHub"))
+        self.successResultOf(settings.update({"github": {"token": "ghp_x"}}))
+        self.assertEqual((github.configured(settings.current), github.enabled(settings.current),
+                          github.interval_minutes(settings.current)), (True, True, 15))
+        self.successResultOf(settings.update({"schedule": {"github_sync_minutes": 0}}))
+        self.assertIsNone(github.interval_minutes(settings.current))
+        job = connector_job(github)
+        self.assertEqual(job.validate({"workspace_id": "work"})["workspace_id"], "work")
+        with self.assertRaises(ValidationError):
+            job.validate({"workspace_id": "no spaces"})
+
     def package(self) -> Any:
         """A throwaway plugin package holding one extra connector plugin."""
         root = Path(self.mktemp()).absolute()
