@@ -52,10 +52,6 @@ def get_state(conn: sqlite3.Connection, key: str) -> SyncState:
     return SyncState(None, None) if row is None else SyncState(row[0], row[1])
 
 
-def get_states(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, SyncState]:
-    return {key: get_state(conn, key) for key in keys}
-
-
 def json_cursor(state: SyncState) -> dict[str, Any]:
     """The cursor as the JSON object it was saved as (C{{}} when absent or not one)."""
     try:
@@ -67,27 +63,18 @@ def json_cursor(state: SyncState) -> dict[str, Any]:
 
 def save(conn: sqlite3.Connection, source: str, items: Sequence[Activity], now: str,
          state_key: str | None = None, cursor: str | Mapping[str, Any] | None = None,
-         replace: tuple[str, str] | None = None, delete: Sequence[str] = (),
-         workspace: str = DEFAULT_WORKSPACE) -> int:
+         delete: Sequence[str] = (), workspace: str = DEFAULT_WORKSPACE) -> int:
     """
     Upsert C{items} of C{source}; with C{state_key}, set its cursor (a mapping is
-    stored as JSON) and C{last_sync_at}; with C{replace=(start, end)}, first
-    delete the source's items with C{start <= occurred_at < end} that are not
-    in C{items} (what the source no longer has); first delete the items whose
-    identities are in C{delete}. All in one transaction.
+    stored as JSON) and C{last_sync_at}; first delete the source's items whose
+    identities are in C{delete} (what the source no longer has). All in one
+    transaction.
 
     @return: how many items were new.
     """
     with transaction(conn):
         conn.executemany("delete from activity where identity = ? and source = ?",
                          [(i, source) for i in delete])
-        if replace is not None:
-            keep = {i.identity for i in items}
-            stale = [r[0] for r in conn.execute(
-                "select identity from activity where workspace = ? and source = ? "
-                "and occurred_at >= ? and occurred_at < ?", (workspace, source, *replace))
-                if r[0] not in keep]
-            conn.executemany("delete from activity where identity = ?", [(i,) for i in stale])
         before = conn.execute("select count(*) from activity").fetchone()[0]
         conn.executemany(
             "insert into activity (identity, workspace, source, kind, repo, number, title, url, "
