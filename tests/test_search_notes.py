@@ -9,14 +9,19 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.index.embedder import HashingEmbedder
+from enttok.index.indexer import VaultIndex
 from enttok.index.search import (
     MAX_VECTOR_CHUNKS,
     MIN_VECTOR_CHUNKS,
+    RRF_K,
+    Searcher,
     SearchQuery,
     fts_scored,
     vector_ranking,
 )
 from enttok.index.text import fts_query, query_terms
+from enttok.index.vectors import VectorIndex, model_file
+from enttok.threads import run_inline
 from tests.indexsupport import APIClient, IndexFixture, make_vault
 
 LONG = "work/2024-05-01 함수 정리.md"
@@ -254,3 +259,56 @@ class VectorExhaustedTests(VectorCase):
         self.assertEqual(len(ranking), len(NOTES))
         self.assertEqual(self.asked, [80, 160, 320])  # 320: more than every chunk
         self.assertLessEqual(max(self.asked), MAX_VECTOR_CHUNKS)
+
+
+class TwoModelTests(SynchronousTestCase):
+    """Two active embedding models: full text and each model's ranking are fused."""
+
+    def setUp(self) -> None:
+        self.fx = IndexFixture(self, make_vault(self, NOTES), embedder=embedder(),
+                               prepare=False)
+        models = {"a": self.fx.embedder, "b": HashingEmbedder(512, model_id="hashing-b")}
+        folder = self.fx.hnsw_path.parent
+
+        def vectors_for(model_id: str) -> VectorIndex:
+            return VectorIndex(model_file(folder / "index.hnsw", model_id))
+
+        self.index = VaultIndex(self.fx.clock, self.fx.db, models["a"],
+                                vectors_for(models["a"].model_id), run_inline, run_inline,
+                                "a", make_embedder=models.__getitem__,
+                                vectors_for=vectors_for)
+        self.successResultOf(self.index.prepare_vectors())
+        self.fx.index = self.index
+        self.fx.searcher = Searcher(self.index)
+        self.fx.index_all()
+        self.assertTrue(self.index.use_models(["a", "b"]))
+        self.successResultOf(self.index.converge(self.fx.context()))
+        self.assertEqual(self.index.model_names, ["a", "b"])
+        self.b = self.index.vector_sources()[1][2]
+        self.assertEqual(self.b.live_count, self.index.vectors.live_count)
+
+    def test_three_lists_fused(self) -> None:
+        for mode in MODES:
+            hits = self.fx.search("함수 function", mode=mode, k=10)["hits"]
+            paths = [hit["path"] for hit in hits]
+            self.assertEqual((len(set(paths)), paths[0]), (10, LONG), mode)
+        [top, *_] = self.fx.search("함수 function", k=10)["hits"]
+        # First in full text and in both models' lists.
+        self.assertEqual(top["score"], round(3 / (RRF_K + 1), 6))
+        [top, *_] = self.fx.search("함수 function", mode="vector", k=10)["hits"]
+        self.assertEqual(top["score"], round(2 / (RRF_K + 1), 6))
+
+    def test_a_model_whose_index_is_not_its_own_is_left_out(self) -> None:
+        # As after a switch, before the first vector of the new model.
+        self.b.reset("another-model", 512, 0)
+        [top, *_] = self.fx.search("함수 function", mode="vector", k=10)["hits"]
+        self.assertEqual(top["score"], round(1 / (RRF_K + 1), 6))
+        self.assertTrue(self.fx.search("함수 function")["degraded"])
+
+    def test_degraded_until_every_model_is_loaded(self) -> None:
+        self.index.vector_sources()[1][1].close()
+        result = self.fx.search("함수")
+        self.assertTrue(result["degraded"])
+        self.assertTrue(all(hit["ranks"]["vector"] is None for hit in result["hits"]))
+        self.assertTrue(self.index.vector_sources()[1][1].loaded)  # loading started
+        self.assertFalse(self.fx.search("함수")["degraded"])

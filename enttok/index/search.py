@@ -12,7 +12,7 @@ from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 from attrs import frozen
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.logger import Logger
 
 from enttok.index.indexer import VaultIndex
@@ -238,19 +238,36 @@ def vector_ranking(index: VaultIndex, vectors: VectorIndex, embedding: Any, want
         asked = min(asked * 2, MAX_VECTOR_CHUNKS)
 
 
+def _current(model_id: str, vectors: VectorIndex) -> bool:
+    # After a model switch, until the first new vector, the index is the old model's.
+    return vectors.ready and vectors.model_id == model_id
+
+
 class Searcher:
     """Answers C{GET /search}."""
 
     def __init__(self, index: VaultIndex) -> None:
         self._index = index
 
-    def _vectors_current(self) -> bool:
-        vectors = self._index.vectors
-        # After a model switch, until the first new vector, the index is the old model's.
-        return vectors.ready and vectors.model_id == self._index.model_id
-
     def _vectors_usable(self) -> bool:
-        return bool(self._index.embedder.loaded) and self._vectors_current()
+        """Every active model is loaded and its vector index is its own."""
+        return all(embedder.loaded and _current(model_id, vectors)
+                   for model_id, embedder, vectors in self._index.vector_sources())
+
+    def _load_models(self) -> None:
+        for model_id, _, _ in self._index.vector_sources():
+            self._index.load_model(model_id).addErrback(
+                lambda f: log.failure("loading the embedding model failed", f))
+
+    def _embed_query(self, q: str) -> list[tuple[str, VectorIndex, Deferred[Any]]]:
+        """Start embedding C{q} by each active model: (model id, its index, vectors)."""
+        index = self._index
+
+        def embed(_: None, model_id: str) -> Deferred[Any]:
+            return index.embed([q], model_id)
+
+        return [(model_id, vectors, index.load_model(model_id).addCallback(embed, model_id))
+                for model_id, _, vectors in index.vector_sources()]
 
     @inlineCallbacks
     def search(self, query: SearchQuery) -> Any:
@@ -268,8 +285,7 @@ class Searcher:
         degraded = False
         if mode == "hybrid" and not self._vectors_usable():
             degraded = True
-            index.load_model().addErrback(
-                lambda f: log.failure("loading the embedding model failed", f))
+            self._load_models()
         elif mode == "hybrid" and index.indexing_embeds:
             # The embedder is busy with an indexing batch (up to seconds on two
             # cores): answer from full text now rather than queue behind it.
@@ -279,11 +295,9 @@ class Searcher:
         fts: NoteRanking = {}
         # One ranking per vector index (one per embedding model), each fused as a list.
         vector_lists: list[NoteRanking] = []
-        # The query's embedding (embedder thread) and the full-text search (database
+        # The query's embeddings (embedder thread) and the full-text search (database
         # thread) run at the same time.
-        embedding = None
-        if use_vectors:
-            embedding = index.load_model().addCallback(lambda _: index.embed([query.q]))
+        embeddings = self._embed_query(query.q) if use_vectors else []
         if use_fts and terms:
             # Fused with vectors, an any-term list adds notes that share one word with
             # the query at full weight (nDCG@10 on bench/data: 0.722 with it, 0.826
@@ -291,15 +305,17 @@ class Searcher:
             ranked = yield index.db.run(fts_ranked, query, terms, wanted,
                                         query.any_term or not use_vectors)
             fts = best_per_note(ranked)
-        if embedding is not None:
+        if embeddings:
             allowed = None
             if query.filters()[0]:
                 allowed = yield index.db.run(allowed_chunks, query)
-            vectors = yield embedding
-            if self._vectors_current():
-                ranking = yield vector_ranking(index, index.vectors, vectors[0], wanted,
-                                               allowed)
-                vector_lists.append(ranking)
+            embedded = yield DeferredList([d for _, _, d in embeddings], consumeErrors=True)
+            for (model_id, vectors, _), (ok, result) in zip(embeddings, embedded, strict=True):
+                if not ok:
+                    result.raiseException()
+                if _current(model_id, vectors):
+                    ranking = yield vector_ranking(index, vectors, result[0], wanted, allowed)
+                    vector_lists.append(ranking)
         # A single list keeps its order (fusion scores it 1 / (RRF_K + rank)).
         fused = {"fts": [fts], "vector": vector_lists}.get(mode, [fts, *vector_lists])
         hits = yield self._hits(terms, fuse(fused, query.k), [fts, *vector_lists])
