@@ -28,8 +28,8 @@ def _union(old: Any, new: Iterable[Any]) -> list[Any]:
 
 def merge_raw(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """
-    The stored record of a commit seen again: the lists of branches, commits and
-    repositories it was seen in grow; the rest is the earliest sighting's.
+    The stored record of a change seen again: the lists of branches, commits and
+    repositories it was seen in grow; the rest stays as first stored.
     """
     merged = {**new, **old}
     for key in _GROWING:
