@@ -21,9 +21,7 @@ from enttok.jobs.context import JobContext
 from enttok.settings import schema
 from enttok.store import Database
 from enttok.threads import run_inline
-from tests.indexsupport import Recorder
-from tests.jobsupport import on_reactor
-from tests.test_git_sync import ME, Repo, isolated_env
+from tests.test_git_sync import ME, Recorder, Repo, isolated_env, on_reactor
 
 
 def settings_with(**git: Any) -> dict[str, Any]:

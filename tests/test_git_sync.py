@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,6 @@ from enttok.connectors.git.sync import STATE_KEY, sync_git
 from enttok.jobs.context import JobContext
 from enttok.store import Database
 from enttok.threads import run_inline
-from tests.indexsupport import Recorder
-from tests.jobsupport import on_reactor
 
 ME = "me@example.com"
 OTHER = "other@example.com"
@@ -29,6 +28,23 @@ NOW = 1_715_299_200.0
 SINCE = "2024-04-01T00:00:00Z"
 
 GIT = shutil.which("git")
+
+
+class Recorder:
+    """A job context's reporter that keeps the notes (warnings) a sync made."""
+
+    def __init__(self) -> None:
+        self.notes: list[tuple[str, str, dict[str, Any]]] = []
+
+    def progress(self, job_id: str, fraction: float, message: str | None) -> None:
+        pass
+
+    def note(self, job_id: str, level: str, message: str, meta: dict[str, Any]) -> None:
+        self.notes.append((level, message, meta))
+
+
+def on_reactor(f: Callable[..., None], *args: Any) -> None:
+    f(*args)
 
 
 def isolated_env(home: str) -> dict[str, str]:
@@ -225,6 +241,28 @@ class GitSyncTests(TestCase):
         result = yield self.sync(self.settings([str(repo.path)]))
         self.assertEqual((result["commits"], result["walks"]), (1, 1))
         self.assertEqual(self.by_title()["base"]["branches"], ["main"])
+
+    @inlineCallbacks
+    def test_stale_branches_cost_no_walk(self) -> Any:
+        """
+        A branch whose tip is older than the first-sync window is not walked,
+        but its tip is kept: a commit on it later is read from there.
+        """
+        repo = self.repo("app")
+        repo.commit("ancient", {"a.txt": "1\n"}, date="2024-01-10T10:00:00Z")
+        for n in range(3):
+            repo.git("branch", f"old-{n}")
+        repo.commit("recent", {"r.txt": "1\n"}, date="2024-05-02T10:00:00Z")
+        first = yield self.sync(self.settings([str(repo.path)]))
+        self.assertEqual((first["walks"], first["commits"]), (1, 1))
+        self.assertEqual(sorted(self.cursor()["repos"][str(repo.path)]["branches"]),
+                         ["main", "old-0", "old-1", "old-2"])
+        repo.git("checkout", "-q", "old-1")
+        repo.commit("revived", {"v.txt": "1\n"}, date="2024-05-03T10:00:00Z")
+        again = yield self.sync(self.settings([str(repo.path)]))
+        self.assertEqual((again["walks"], again["commits"]), (1, 1))
+        self.assertEqual(self.by_title()["revived"]["branches"], ["old-1"])
+        self.assertNotIn("ancient", self.by_title())
 
     @inlineCallbacks
     def test_trunk_of_origin(self) -> Any:

@@ -28,7 +28,6 @@ from enttok.connectors.git.parse import LOG_OPTIONS, Commit, LogParser, parse_pa
 from enttok.connectors.git.process import GitError, GitMissing, GitRunner, find_git, git_environ
 from enttok.connectors.git.store import ReadWalk
 from enttok.jobs.context import JobContext
-from enttok.jobs.model import utc_iso
 from enttok.store import Database
 from enttok.validation import Field, optional, timestamp
 
@@ -194,8 +193,8 @@ class GitSync:
             self._warn(f"{path}: no author e-mail (set connectors.git.author_emails "
                        f"or git config user.email)", path=path)
             return
-        tips, order = yield self._branches(path)
-        walks = self._walks(path, tips, order)
+        tips, times, order = yield self._branches(path)
+        walks = self._walks(path, tips, times, order)
         result = RepoResult()
         for walk in (yield self._settle(path, walks)):
             self.ctx.check_canceled()
@@ -212,7 +211,7 @@ class GitSync:
         self.synced.append(path)
 
     def _now(self) -> str:
-        return utc_iso(self.clock.seconds())
+        return _iso(datetime.fromtimestamp(self.clock.seconds(), UTC))
 
     @inlineCallbacks
     def _config_email(self, path: str) -> Any:
@@ -223,40 +222,50 @@ class GitSync:
     @inlineCallbacks
     def _branches(self, path: str) -> Any:
         """
-        C{({branch: tip}, order)}: the branches in the order they are walked,
-        the trunk first (the branch C{origin/HEAD} names, else main, master,
-        trunk or develop), then the checked-out one, then the others by name.
+        C{({branch: tip}, {branch: tip's commit time}, order)}: the branches in
+        the order they are walked, the trunk first (the branch C{origin/HEAD}
+        names, else main, master, trunk or develop), then the checked-out one,
+        then the others by name.
         """
         raw = yield self.git.check(path, [
             "for-each-ref", "--sort=refname",
-            "--format=%(HEAD)%00%(objecttype)%00%(refname)%00%(objectname)%00%(symref)",
+            "--format=%(HEAD)%00%(objecttype)%00%(refname)%00%(objectname)%00%(symref)"
+            "%00%(committerdate:unix)",
             "refs/heads", f"refs/remotes/{_REMOTE}/HEAD"])
         tips: dict[str, str] = {}
+        times: dict[str, int] = {}
         head = remote_trunk = None
         for line in raw.decode("utf-8", "replace").splitlines():
-            current, kind, ref, tip, target = [*line.split("\x00"), "", "", "", ""][:5]
+            current, kind, ref, tip, target, when = [*line.split("\x00"), *[""] * 6][:6]
             if kind != "commit":
                 continue
             if ref.startswith("refs/heads/"):
-                tips[ref.removeprefix("refs/heads/")] = tip
-                head = ref.removeprefix("refs/heads/") if current == "*" else head
+                branch = ref.removeprefix("refs/heads/")
+                tips[branch] = tip
+                times[branch] = int(when) if when.isdigit() else 0
+                head = branch if current == "*" else head
             elif target.startswith(f"refs/remotes/{_REMOTE}/"):
                 remote_trunk = target.removeprefix(f"refs/remotes/{_REMOTE}/")
         trunk = remote_trunk if remote_trunk in tips else next(
             (b for b in _TRUNKS if b in tips), None)
         lead = [b for b in dict.fromkeys([trunk, head]) if b is not None]
-        return tips, lead + [b for b in tips if b not in lead]
+        return tips, times, lead + [b for b in tips if b not in lead]
 
-    def _walks(self, path: str, tips: Mapping[str, str], order: Sequence[str]) -> list[Walk]:
+    def _walks(self, path: str, tips: Mapping[str, str], times: Mapping[str, int],
+               order: Sequence[str]) -> list[Walk]:
         """
         What to read per branch: a moved branch from its old tip; a new one (or
         any on a first sync) back to the first-sync date, leaving out what the
         last sync saw and what the branches walked before it hold, so a commit
-        is credited to the branch it was made on.
+        is credited to the branch it was made on. A new branch whose tip is
+        older than that date has nothing to read (many stale branches cost no
+        walk).
         """
         known = self.cursor.get("repos", {}).get(path, {}).get("branches", {})
-        since = self.ctx.payload["since"] or _iso(
-            self.started - timedelta(days=FIRST_SYNC_DAYS))
+        start = (datetime.fromisoformat(self.ctx.payload["since"].replace("Z", "+00:00"))
+                 if self.ctx.payload["since"] else
+                 self.started - timedelta(days=FIRST_SYNC_DAYS))
+        since = _iso(start)
         seen: list[str] = [entry["tip"] for entry in known.values()
                            if isinstance(entry, dict) and isinstance(entry.get("tip"), str)]
         walks = []
@@ -269,7 +278,7 @@ class GitSync:
             if isinstance(old, str):
                 # Dated for the case it was rewritten: see _settle.
                 walks.append(Walk(branch, tip, old, since=str(entry.get("synced_at") or since)))
-            else:
+            elif times[branch] >= start.timestamp():
                 walks.append(Walk(branch, tip, exclude=[
                     t for t in dict.fromkeys(seen) if t != tip], since=since))
             seen.append(tip)
