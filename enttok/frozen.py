@@ -12,17 +12,17 @@ maker of C{twisted/plugins/enttok_plugin.py} is handed to twistd directly.
 
 from __future__ import annotations
 
+import functools
 import runpy
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-from twisted.application import app
-from twisted.application.service import IServiceMaker, ServiceMaker
-from twisted.scripts import twistd
-from zope.interface.interface import InterfaceClass
+from typing import TYPE_CHECKING, Any
 
 from enttok.runtime import RUN_MODULE_OPTION
+
+if TYPE_CHECKING:
+    from twisted.application.service import ServiceMaker
+    from twisted.scripts.twistd import ServerOptions
 
 #: Also accepted for C{--run-module}, so a C{[sys.executable, "-m", module]}
 #: command line works unchanged in the frozen runtime.
@@ -30,25 +30,39 @@ _PYTHON_MODULE_OPTION = "-m"
 #: What C{python -m enttok} puts before its own options (see C{enttok.__main__}).
 _TWISTD_PREFIX = ["--nodaemon", "--pidfile=", "enttok"]
 
-
-#: The same as C{twisted/plugins/enttok_plugin.py}'s (a test compares the two).
-SERVICE_MAKER = ServiceMaker(
-    "enttok",
-    "enttok.tap",
-    "The local backend of the enttok-e desktop app (REST + WebSocket on 127.0.0.1).",
-    "enttok",
-)
+# Twisted is imported only for the daemon: a worker process (--run-module) starts
+# without paying for twistd's imports (~1 s of CPU on a busy machine).
 
 
-def enttok_plugins(interface: InterfaceClass, package: Any = None) -> Iterable[Any]:
+@functools.cache
+def service_maker() -> ServiceMaker:
+    """The same as C{twisted/plugins/enttok_plugin.py}'s (a test compares the two)."""
+    from twisted.application.service import ServiceMaker
+
+    return ServiceMaker(
+        "enttok",
+        "enttok.tap",
+        "The local backend of the enttok-e desktop app (REST + WebSocket on 127.0.0.1).",
+        "enttok",
+    )
+
+
+def enttok_plugins(interface: Any, package: Any = None) -> Iterable[Any]:
     """The plugins twistd may use here: the enttok service maker, and nothing else."""
-    return [SERVICE_MAKER] if interface is IServiceMaker else []
+    from twisted.application.service import IServiceMaker
+
+    return [service_maker()] if interface is IServiceMaker else []
 
 
-class FrozenServerOptions(twistd.ServerOptions):
-    """Twistd's options, with the plugin list given instead of scanned."""
+@functools.cache
+def server_options() -> type[ServerOptions]:
+    """Twistd's options class, with the plugin list given instead of scanned."""
+    from twisted.scripts import twistd
 
-    _getPlugins = staticmethod(enttok_plugins)
+    class FrozenServerOptions(twistd.ServerOptions):
+        _getPlugins = staticmethod(enttok_plugins)
+
+    return FrozenServerOptions
 
 
 def run_module(module: str, args: Sequence[str]) -> None:
@@ -59,8 +73,11 @@ def run_module(module: str, args: Sequence[str]) -> None:
 
 def run_daemon(args: Sequence[str]) -> None:
     """Run the daemon in the foreground with C{args} (C{enttok}'s own options)."""
+    from twisted.application import app
+    from twisted.scripts import twistd
+
     sys.argv = [sys.argv[0], *_TWISTD_PREFIX, *args]
-    app.run(twistd.runApp, FrozenServerOptions)
+    app.run(twistd.runApp, server_options())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

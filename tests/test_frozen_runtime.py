@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +20,8 @@ from zope.interface import Interface
 
 from enttok import frozen, runtime, tap
 from tests.daemonsupport import Daemon
+
+REPO = Path(__file__).resolve().parent.parent
 
 #: How long the daemon may take to print its ready line.
 READY_TIMEOUT = 60.0
@@ -93,6 +96,21 @@ class RunModuleTests(SynchronousTestCase):
         frozen.main(["enttok-backend", "-m", "h6_probe_module"])
         self.assertEqual(self.ran()["name"], "__main__")
 
+    def test_worker_does_not_import_twistd(self) -> None:
+        # A fresh interpreter: this one has imported Twisted already.
+        probe = Path(self.mktemp())
+        probe.mkdir()
+        (probe / "h6_twisted_probe.py").write_text(
+            "import sys\nprint(sorted(m for m in sys.modules if m.startswith('twisted')))\n",
+            "utf-8")
+        code = "from enttok.frozen import main; main()"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(probe), str(REPO)])}
+        result = subprocess.run([sys.executable, "-c", code, "--run-module", "h6_twisted_probe"],
+                                capture_output=True, text=True, env=env, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.strip(), "[]")
+
     def test_module_name_required(self) -> None:
         self.patch(sys, "stderr", open(os.devnull, "w"))  # noqa: SIM115
         self.addCleanup(sys.stderr.close)
@@ -107,20 +125,20 @@ class ServiceMakerTests(SynchronousTestCase):
 
     def test_same_as_the_plugin(self) -> None:
         [plugin] = [m for m in getPlugins(IServiceMaker) if m.tapname == "enttok"]
-        made = frozen.SERVICE_MAKER
+        made = frozen.service_maker()
         for name in ("tapname", "module", "description"):
             self.assertEqual(getattr(made, name), getattr(plugin, name), name)
         self.assertIs(made.options, tap.Options)
         self.assertIs(made.makeService, tap.makeService)
 
     def test_options_without_a_plugin_scan(self) -> None:
-        options = frozen.FrozenServerOptions()
+        options = frozen.server_options()()
         options.parseOptions(["--nodaemon", "--pidfile=", "enttok", "--port", "0",
                               "--vault", "/노트"])
         self.assertEqual(options.subCommand, "enttok")
         self.assertEqual(options.subOptions["port"], "0")
         self.assertEqual(options.subOptions["vault"], "/노트")
-        self.assertEqual(list(frozen.enttok_plugins(IServiceMaker)), [frozen.SERVICE_MAKER])
+        self.assertEqual(list(frozen.enttok_plugins(IServiceMaker)), [frozen.service_maker()])
         self.assertEqual(list(frozen.enttok_plugins(IServiceMakerLike)), [])
 
 
