@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.connectors import activity as activity_store
@@ -234,3 +236,28 @@ class JobTests(SynchronousTestCase):
         types = {s["sources"][0]["type"] for s in result["suggestions"]}
         self.assertEqual(types, {"github", "git", "calendar", "task", "note"})
         self.assertEqual(result["counts"]["activity"], 6 + 2 + 1)
+
+
+names = st.text(alphabet=st.sampled_from("abcXYZ019._-한글노트 "), min_size=1,
+                max_size=12).map(str.strip).filter(bool)
+
+
+class InsertedLineProperties(SynchronousTestCase):
+    @settings(max_examples=150, deadline=None)
+    @given(groups=st.lists(st.tuples(names, st.one_of(st.none(), names)), min_size=1,
+                           max_size=4, unique=True),
+           pick=st.integers(min_value=0))
+    def test_an_inserted_line_hides_itself_only(self, groups: list[tuple[str, str | None]],
+                                                pick: int) -> None:
+        commits = []
+        for i, (repo, topic) in enumerate(groups):
+            subject = f"feat({topic}): change {i}" if topic else f"change {i}"
+            commits.append(commit(f"{i:07x}" + "f" * 33, subject,
+                                  f"2024-05-01T0{i}:00:00Z", repo=repo))
+        # A topic may also come from the branch; keep the scope the only source here.
+        lines = [s.text for _, s in git_commit_groups(commits, target())]
+        self.assertEqual(len(lines), len({(r, commit_topic(c)) for (r, _), c
+                                          in zip(groups, commits, strict=True)}))
+        chosen = lines[pick % len(lines)]
+        left = [s.text for _, s in git_commit_groups(commits, target(f"# Log\n{chosen}\n"))]
+        self.assertEqual(left, [line for line in lines if line != chosen])
