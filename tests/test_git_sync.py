@@ -315,18 +315,21 @@ class GitSyncTests(TestCase):
         repo.commit("upstream", {"u.txt": "u\n"}, date="2024-05-03T10:00:00Z")
         yield self.sync(self.settings([str(repo.path)]))
         self.assertEqual(len(self.items()), 4)
-        # The rebase happens after that sync ("now" moves on by a day).
+        # The rebase happens after that sync ("now" moves on by a day), onto
+        # work on main committed since.
         self.clock.advance(86_400)
+        repo.commit("more upstream", {"u2.txt": "u\n"}, date="2024-05-10T11:00:00Z")
         repo.git("checkout", "-q", "topic")
         repo.git("rebase", "-q", "main", date="2024-05-02T10:00:00Z",
                  committed="2024-05-10T12:00:00Z")
         new_tip = repo.git("rev-parse", "HEAD")
         self.assertNotEqual(new_tip, old_tip)
         result = yield self.sync(self.settings([str(repo.path)]))
-        self.assertEqual((result["items_new"], result["commits"]), (0, 2))
-        two = self.by_title()["topic two"]
-        self.assertEqual(two["shas"], [old_tip, new_tip])
-        self.assertEqual(len(self.items()), 4)
+        self.assertEqual((result["items_new"], result["commits"]), (1, 3))
+        items = self.by_title()
+        self.assertEqual(items["topic two"]["shas"], [old_tip, new_tip])
+        self.assertEqual(items["more upstream"]["branches"], ["main"])
+        self.assertEqual(len(self.items()), 5)
 
     @inlineCallbacks
     def test_bad_paths_warn(self) -> Any:

@@ -196,7 +196,7 @@ class GitSync:
         tips, times, order = yield self._branches(path)
         walks = self._walks(path, tips, times, order)
         result = RepoResult()
-        for walk in (yield self._settle(path, walks)):
+        for walk in (yield self._settle(path, walks, tips)):
             self.ctx.check_canceled()
             yield self._walk(path, name, walk, emails, result)
         repo_cursor = {"branches": {branch: {"tip": tip, "synced_at": self._now()}
@@ -285,11 +285,13 @@ class GitSync:
         return walks
 
     @inlineCallbacks
-    def _settle(self, path: str, walks: list[Walk]) -> Any:
+    def _settle(self, path: str, walks: list[Walk], tips: Mapping[str, str]) -> Any:
         """
         The walks of moved branches settled: C{old..new} when the old tip is an
         ancestor (no date bound needed), else a walk of the new tip back to
-        L{REWRITE_OVERLAP} before the branch's last sync.
+        L{REWRITE_OVERLAP} before the branch's last sync, without what the
+        other branches hold (a branch rebased onto main gains only its own
+        commits, not main's recent ones).
         """
         settled = []
         for walk in walks:
@@ -301,7 +303,8 @@ class GitSync:
                 settled.append(Walk(walk.branch, walk.tip, walk.old))
             else:  # rewritten (1), or the old tip is gone (128)
                 synced = datetime.fromisoformat(str(walk.since).replace("Z", "+00:00"))
-                settled.append(Walk(walk.branch, walk.tip,
+                others = [t for b, t in tips.items() if b != walk.branch and t != walk.tip]
+                settled.append(Walk(walk.branch, walk.tip, exclude=list(dict.fromkeys(others)),
                                     since=_iso(synced - REWRITE_OVERLAP)))
         return settled
 
