@@ -216,6 +216,21 @@ class SchedulerTests(SynchronousTestCase):
         self.advance(60 * MINUTE)
         self.assertEqual(self.counts()["connector.calendar.sync"], 3)
 
+    def test_a_change_of_what_it_syncs_syncs_now(self) -> None:
+        self.calendar_on()
+        self.start()
+        self.assertEqual(self.counts()["connector.calendar.sync"], 0)
+        other = os.path.abspath(self.mktemp())
+        self.successResultOf(self.settings.update(
+            {"connectors": {"calendar": {"paths": [other]}}}))
+        self.assertEqual(self.counts()["connector.calendar.sync"], 1)
+        # Its interval alone is no reason to sync now.
+        self.successResultOf(self.settings.update(
+            {"connectors": {"calendar": {"interval_minutes": 45}}}))
+        self.assertEqual(self.counts()["connector.calendar.sync"], 1)
+        self.advance(45 * MINUTE)
+        self.assertEqual(self.counts()["connector.calendar.sync"], 2)
+
     def test_unconfigured_is_not_scheduled_even_when_enabled(self) -> None:
         self.start()
         self.successResultOf(self.settings.update(

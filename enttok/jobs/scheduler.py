@@ -39,6 +39,14 @@ ENTRIES = (
 )
 
 
+def _section(settings: Mapping[str, Any], connector: IConnector) -> Any:
+    """What the connector syncs (C{connectors.<id>} but its interval), if it has a section."""
+    section = settings.get("connectors", {}).get(connector.connector_id)
+    if not isinstance(section, Mapping):
+        return section
+    return {key: value for key, value in section.items() if key != "interval_minutes"}
+
+
 class Scheduler(MultiService):
     """Submits coalesced jobs on timers; only registered job types are scheduled."""
 
@@ -97,15 +105,17 @@ class Scheduler(MultiService):
                 timer.set_interval(interval)
         for job_type, (connector, timer) in self._connector_timers.items():
             interval = self._connector_interval(connector, new)
+            was_off = timer.interval <= 0
             if interval != timer.interval:
                 self.log.info("{job_type} now every {seconds:.0f} s", job_type=job_type,
                               seconds=interval)
-                was_off = timer.interval <= 0
                 timer.set_interval(interval)
-                if was_off and interval > 0 and self.running:
-                    # Just turned on (or configured): sync now, not an interval later.
-                    maybeDeferred(self._connector_submitter(connector)).addErrback(
-                        self._not_queued, job_type)
+            if interval > 0 and self.running and (
+                    was_off or _section(old, connector) != _section(new, connector)):
+                # Just turned on, or its paths or options changed: sync now, not an
+                # interval later (a sync already queued absorbs it).
+                maybeDeferred(self._connector_submitter(connector)).addErrback(
+                    self._not_queued, job_type)
 
     def _not_queued(self, failure: Failure, job_type: str) -> None:
         self.log.failure("could not queue {job_type}", failure, job_type=job_type)
