@@ -6,7 +6,7 @@
    daemon's schema and pragmas (enttok.store.db.connect + migrate): per job one
    transaction to insert it (queued) and one for each update (running,
    succeeded), each with its job_events row. Measured twice: hand-written SQL,
-   and through enttok.store.jobs (the functions the daemon calls).
+   and through enttok.jobs.store (the functions the daemon calls).
 2. The daemon (bench/_daemon_with_noop.py, a separate process) gets N
    distinct no-op jobs over REST on a few keep-alive connections, while one
    /events WebSocket client records when each job is queued, running and
@@ -44,8 +44,9 @@ from bench._benchutil import (
     run_reactor,
     scratch_daemon,
 )
-from enttok.jobs.model import Job, payload_key, utc_iso
-from enttok.store import jobs as store
+from enttok.common.times import utc_iso
+from enttok.jobs import store
+from enttok.jobs.model import Job, payload_key
 from enttok.store.db import connect
 from enttok.store.migrations import migrate
 
@@ -97,7 +98,7 @@ def raw_sqlite(conn: sqlite3.Connection, n: int) -> None:
 
 
 def store_functions(conn: sqlite3.Connection, n: int) -> None:
-    """Write N jobs through their three states with enttok.store.jobs."""
+    """Write N jobs through their three states with enttok.jobs.store."""
     now = utc_iso(time.time())
     seq = 0
 
@@ -412,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
           "each with a job_events row, WAL, synchronous=normal:")
     print(f"  raw SQL:             {raw_rate:8.1f} jobs/s  ({3 * args.n / raw_s:.0f} "
           f"transactions/s, {args.n} jobs in {raw_s:.3f} s)")
-    print(f"  enttok.store.jobs:   {args.n / store_s:8.1f} jobs/s  ({3 * args.n / store_s:.0f} "
+    print(f"  enttok.jobs.store:   {args.n / store_s:8.1f} jobs/s  ({3 * args.n / store_s:.0f} "
           f"transactions/s, {args.n} jobs in {store_s:.3f} s)")
     sys.exit(run_reactor(lambda reactor: run_daemon(reactor, args, raw_rate)))
 

@@ -152,7 +152,7 @@ def prepare(data: Path, day: date, seed: int) -> None:
 
 def job_query(data: Path, day: date) -> str:
     """The hybrid search query C{suggest.generate} sends for C{day} (as its C{_related})."""
-    from enttok.api.activity import day_bounds
+    from enttok.common.times import day_bounds
     from enttok.connectors.github import store as gh_store
     from enttok.suggest import store as suggest_store
     from enttok.suggest.job import QUERY_CHARS

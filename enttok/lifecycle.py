@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.address import IPv4Address
@@ -21,7 +21,6 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from enttok import __version__
-from enttok.api.guard import Guard
 
 log = Logger(namespace="enttok.lifecycle")
 
@@ -39,6 +38,12 @@ def write_ready_line(port: int, fd: int = 1) -> None:
     os.write(fd, (line + "\n").encode("utf-8"))
 
 
+class PortHolder(Protocol):
+    """What must know the port actually listened on (the guard, for its Host check)."""
+
+    port: int
+
+
 class WebService(Service):
     """
     Serves the site on 127.0.0.1 only, through a TCP server endpoint.
@@ -47,7 +52,7 @@ class WebService(Service):
     once the reactor is running, the port is announced with the ready line.
     """
 
-    def __init__(self, reactor: IReactorTCP, port: int, site: Site, guard: Guard,
+    def __init__(self, reactor: IReactorTCP, port: int, site: Site, guard: PortHolder,
                  announce: Callable[[int], None] = write_ready_line) -> None:
         self._reactor = reactor
         self._endpoint = TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")

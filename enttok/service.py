@@ -31,6 +31,7 @@ from enttok.index.search import Searcher
 from enttok.index.service import IndexService, embedder_for, starting_models
 from enttok.index.vectors import VectorIndex, model_file
 from enttok.index.watcher import VaultWatcher
+from enttok.jobs import store as job_store
 from enttok.jobs.engine import JobEngine
 from enttok.jobs.registry import JobRegistry, JobType
 from enttok.jobs.scheduler import Scheduler
@@ -41,7 +42,6 @@ from enttok.periodic import PeriodicService
 from enttok.settings import SettingsStore
 from enttok.settings.schema import secrets_of
 from enttok.store import Database, SchemaTooNew
-from enttok.store import jobs as job_store
 from enttok.store.db import damage_marker, is_damage
 from enttok.store.salvage import salvage
 from enttok.suggest.job import suggest_job

@@ -11,12 +11,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.events.bus import EventBus, Message
+from enttok.jobs import store
 from enttok.jobs.context import JobContext, JobFailed
 from enttok.jobs.engine import JobEngine
 from enttok.jobs.model import TERMINAL
 from enttok.jobs.registry import JobRegistry, JobType
 from enttok.store import Database
-from enttok.store import jobs as store
 from enttok.threads import BlockingRunner, run_inline
 from enttok.validation import Field, array, integer, text
 

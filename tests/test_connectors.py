@@ -31,11 +31,11 @@ from enttok.connectors.interface import (
     job_type_name,
 )
 from enttok.connectors.loader import BUILTIN, build_connectors, connector_job, find_plugins
+from enttok.jobs import store as job_store
 from enttok.jobs.context import JobContext
 from enttok.jobs.registry import JobType
 from enttok.jobs.scheduler import Scheduler
 from enttok.settings import SettingsStore
-from enttok.store import jobs as job_store
 from enttok.threads import run_inline
 from enttok.validation import ValidationError
 from tests import test_plugin as plugin_tests

@@ -12,6 +12,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from enttok.config import prepare_directories, resolve_config
+from enttok.jobs import store
 from enttok.jobs.context import HEARTBEAT, JobContext
 from enttok.jobs.engine import (
     CANCEL_WAIT,
@@ -34,11 +35,10 @@ from enttok.jobs.model import (
     check_transition,
 )
 from enttok.jobs.registry import UnknownJobType
+from enttok.jobs.store import EventRow
 from enttok.maintenance import compact as compact_module
 from enttok.maintenance.compact import DAY, compact_job
 from enttok.service import from_config
-from enttok.store import jobs as store
-from enttok.store.jobs import EventRow
 from enttok.validation import Field, ValidationError
 from tests.jobsupport import DAY_PREFIX, Harness, ManualRunner
 

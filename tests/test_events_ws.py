@@ -27,13 +27,13 @@ from enttok.api.requests import APISite
 from enttok.config import prepare_directories, resolve_config
 from enttok.events.bus import RESTART_GAP, EventBus, Message
 from enttok.events.websocket import SUBPROTOCOL, EventStream, events_resource
+from enttok.jobs import store
 from enttok.jobs.context import JobContext
 from enttok.jobs.engine import PROGRESS_INTERVAL
 from enttok.jobs.model import TERMINAL, Job
 from enttok.jobs.registry import JobType
 from enttok.service import from_config
 from enttok.store import Database
-from enttok.store import jobs as store
 from enttok.threads import run_inline
 from enttok.validation import Field, integer
 from tests.jobsupport import ManualRunner

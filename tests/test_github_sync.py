@@ -20,12 +20,13 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from enttok.common.times import utc_iso
 from enttok.connectors.github import client as client_module
 from enttok.connectors.github import store as gh_store
 from enttok.connectors.github import sync as sync_module
 from enttok.connectors.github.client import GitHubClient
 from enttok.connectors.github.sync import github_sync_job
-from enttok.jobs.model import CANCELED, FAILED, SUCCEEDED, TERMINAL, Job, utc_iso
+from enttok.jobs.model import CANCELED, FAILED, SUCCEEDED, TERMINAL, Job
 from enttok.jobs.registry import JobType
 from tests.daemonsupport import MODULE, FakeGitHubProcess, start
 from tests.fakegithub import DAY, FakeGitHub, Recorded, iso, populate, since_for, wait_until

@@ -9,11 +9,11 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from enttok.jobs import store
 from enttok.jobs.context import JobContext
 from enttok.jobs.registry import JobType
 from enttok.jobs.scheduler import Scheduler
 from enttok.settings import SettingsStore
-from enttok.store import jobs as store
 from enttok.threads import run_inline
 from tests.jobsupport import Harness
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from attrs import evolve
 from twisted.trial.unittest import SynchronousTestCase
 
+from enttok.jobs import store
 from enttok.jobs.model import (
     CANCELED,
     FAILED,
@@ -17,11 +18,10 @@ from enttok.jobs.model import (
     IllegalTransition,
     Job,
 )
+from enttok.jobs.store import EventRow
 from enttok.store import Database, SchemaTooNew
-from enttok.store import jobs as store
 from enttok.store import salvage as salvage_module
 from enttok.store.db import BUSY_TIMEOUT_MS, damage_marker, is_damage
-from enttok.store.jobs import EventRow
 from enttok.store.migrations import LATEST, MIGRATIONS, current_version, migrate
 from enttok.store.salvage import highest_job_id, salvage
 from enttok.threads import run_inline

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
 from enttok.api.requests import json_bytes, query_arg, query_day, refuse_unknown_args
+from enttok.common.times import day_bounds, user_timezone
 from enttok.connectors.github import store as gh_store
 from enttok.store import Database
 
 _PARAMS = {"date", "from", "to", "repo", "kind", "workspace_id"}
 #: Python 3.11's date.fromisoformat also takes 20240501 and 2024-W18-3.
 MAX_DAYS = 366
-
-
-def user_timezone(name: str | None) -> tzinfo:
-    """The C{timezone} setting, or the system's zone."""
-    if name:
-        return ZoneInfo(name)
-    local = datetime.now().astimezone().tzinfo
-    return local if local is not None else UTC
-
-
-def day_bounds(first: date, last: date, zone: tzinfo) -> tuple[str, str]:
-    """UTC ISO bounds [start, end) covering local days C{first}..C{last}."""
-    start = datetime.combine(first, time(), zone).astimezone(UTC)
-    end = datetime.combine(last + timedelta(days=1), time(), zone).astimezone(UTC)
-    return start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def activity(db: Database, request: IRequest, timezone: str | None,

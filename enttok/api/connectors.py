@@ -12,9 +12,9 @@ from twisted.web.iweb import IRequest
 from enttok.api.requests import json_bytes, refuse_unknown_args
 from enttok.connectors import activity
 from enttok.connectors.interface import IConnector, job_type_name
+from enttok.jobs import store as job_store
 from enttok.jobs.model import TERMINAL, Job
 from enttok.store import Database
-from enttok.store import jobs as job_store
 
 
 def _last_job(job: Job | None) -> dict[str, Any] | None:

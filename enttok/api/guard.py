@@ -12,10 +12,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from enttok.api.errors import APIError, render_error
+from enttok.common.auth import TOKEN_HEADER, TOKEN_SUBPROTOCOL_PREFIX
 
-TOKEN_HEADER = b"x-backend-token"
-#: Browsers cannot set headers on a WebSocket; they offer the token as a subprotocol.
-TOKEN_SUBPROTOCOL_PREFIX = "enttok.token."
 EVENTS_PATH = b"/events"
 
 

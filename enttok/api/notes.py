@@ -12,9 +12,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from enttok.api.activity import user_timezone
 from enttok.api.errors import APIError
 from enttok.api.requests import json_bytes, read_json, refuse_unknown_args
+from enttok.common.times import user_timezone
 from enttok.jobs.engine import JobEngine
 from enttok.settings import SettingsStore
 from enttok.store import Database

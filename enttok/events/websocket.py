@@ -17,10 +17,10 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from enttok.api.guard import TOKEN_SUBPROTOCOL_PREFIX
+from enttok.common.auth import TOKEN_SUBPROTOCOL_PREFIX
 from enttok.events.bus import EventBus, Message
+from enttok.jobs import store
 from enttok.store import Database
-from enttok.store import jobs as store
 
 SUBPROTOCOL = "enttok.v1"
 #: While its connection's buffer is full (the transport paused us), a client is

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,13 @@ from twisted.internet.defer import (
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from enttok.common.paths import on_disk
+from enttok.common.times import utc_iso
 from enttok.index import store as index_store
 from enttok.index.embedder import EmbedderUnavailable, IEmbedder
 from enttok.index.store import BatchResult, NoteState, NoteUpdate
 from enttok.index.vectors import VectorIndex, model_file
 from enttok.jobs.context import JobContext, JobFailed
-from enttok.jobs.model import utc_iso
 from enttok.store import Database
 from enttok.threads import BlockingRunner
 from enttok.vault.chunker import chunk_note
@@ -71,32 +71,6 @@ class Prepared:
     unchanged: list[tuple[str, int, int]] = field(factory=list)
     vanished: list[str] = field(factory=list)
     warnings: list[tuple[str, str]] = field(factory=list)
-
-
-def on_disk(root: str, rel: str) -> str:
-    """
-    The file at vault-relative C{rel} (NFC, as the walker gives it) as named on disk.
-
-    File systems that keep names as bytes (Linux) may hold another normalisation
-    form (NFD, from macOS): then each missing part is looked up by its NFC name.
-    """
-    full = os.path.join(root, *rel.split("/"))
-    if os.path.lexists(full):
-        return full
-    current = root
-    for part in rel.split("/"):
-        candidate = os.path.join(current, part)
-        if not os.path.lexists(candidate):
-            try:
-                names = os.listdir(current)
-            except OSError:
-                return full
-            match = next((n for n in names if unicodedata.normalize("NFC", n) == part), None)
-            if match is None:
-                return full
-            candidate = os.path.join(current, match)
-        current = candidate
-    return current
 
 
 def read_notes(root: str, paths: Sequence[str], known: dict[str, NoteState],

@@ -10,12 +10,12 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
+from enttok.common.locks import INDEX_LOCK
+from enttok.common.times import utc_iso
 from enttok.index import store as index_store
 from enttok.index.indexer import VaultIndex, list_vault, read_notes
 from enttok.jobs.context import JobContext, JobFailed
-from enttok.jobs.model import utc_iso
 from enttok.jobs.registry import JobType
-from enttok.maintenance.compact import INDEX_LOCK
 from enttok.validation import (
     Field,
     ValidationError,

@@ -24,7 +24,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from enttok.common.times import utc_iso
 from enttok.events.bus import EventBus
+from enttok.jobs import store
 from enttok.jobs.context import JobCanceled, JobContext, JobFailed
 from enttok.jobs.model import (
     CANCELED,
@@ -36,12 +38,10 @@ from enttok.jobs.model import (
     check_transition,
     job_id_for,
     payload_key,
-    utc_iso,
 )
 from enttok.jobs.registry import JobRegistry
+from enttok.jobs.store import EventRow
 from enttok.store import Database
-from enttok.store import jobs as store
-from enttok.store.jobs import EventRow
 from enttok.threads import BlockingRunner
 
 MAX_ATTEMPTS = 3
@@ -425,7 +425,7 @@ class JobEngine(Service):
 
     def list_jobs(self, statuses: list[str], types: list[str], limit: int,
              before: int | None) -> Deferred[tuple[list[Job], int | None]]:
-        """Jobs newest first; see L{enttok.store.jobs.list_jobs}."""
+        """Jobs newest first; see L{enttok.jobs.store.list_jobs}."""
         return self._db.run(store.list_jobs, statuses, types, limit, before)
 
     # Service

@@ -38,11 +38,6 @@ def check_transition(old: str, new: str) -> None:
         raise IllegalTransition(f"{old} -> {new}")
 
 
-def utc_iso(seconds: float) -> str:
-    """Seconds since the epoch as C{YYYY-MM-DDTHH:MM:SSZ}."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def job_id_for(seconds: float, number: int) -> str:
     """The spec's id: C{job_YYYYMMDD_NNN} (more digits past 999)."""
     return f"job_{datetime.fromtimestamp(seconds, UTC):%Y%m%d}_{number:03d}"

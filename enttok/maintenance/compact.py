@@ -10,15 +10,15 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
+from enttok.common.locks import INDEX_LOCK
+from enttok.common.times import utc_iso
+from enttok.jobs import store
 from enttok.jobs.context import JobContext
-from enttok.jobs.model import utc_iso
 from enttok.jobs.registry import JobType
 from enttok.store import Database
-from enttok.store import jobs as store
 from enttok.store.db import transaction
 from enttok.validation import Field, boolean
 
-INDEX_LOCK = "index"
 DAY = 24 * 60 * 60
 
 PAYLOAD = {

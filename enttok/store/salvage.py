@@ -17,7 +17,7 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from enttok.store.db import connect, transaction
-from enttok.store.jobs import JOB_ID_FLOOR, set_meta
+from enttok.store.meta import JOB_ID_FLOOR, set_meta
 from enttok.store.migrations import migrate
 
 log = Logger(namespace="enttok.store")

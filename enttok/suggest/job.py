@@ -10,11 +10,10 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
-from enttok.api.activity import day_bounds, user_timezone
-from enttok.index.indexer import on_disk
+from enttok.common.paths import on_disk
+from enttok.common.times import day_bounds, user_timezone, utc_iso
 from enttok.index.search import Searcher, SearchQuery
 from enttok.jobs.context import JobContext, JobFailed
-from enttok.jobs.model import utc_iso
 from enttok.jobs.registry import JobType
 from enttok.store import Database
 from enttok.suggest import store as suggest_store

@@ -23,6 +23,7 @@ from typing import Any
 
 from attrs import frozen
 
+from enttok.common.paths import on_disk
 from enttok.validation import ValidationError
 from enttok.vault.walker import is_inside
 
@@ -168,27 +169,6 @@ def render_template(text: str, day: date, rel: str) -> str:
             "dddd": weekday, "ddd": weekday[:3]}[t.group(0)], fmt)
 
     return re.sub(r"\{\{\s*(date|title)(?::([^}]*))?\s*\}\}", fill, text)
-
-
-def on_disk(root: str, rel: str) -> str:
-    """
-    The absolute path of vault-relative C{rel} (NFC) as named on disk: each part
-    that exists under another normalisation (NFD, from macOS) is used as found;
-    the parts that do not exist yet keep their NFC names.
-    """
-    current = root
-    for part in rel.split("/"):
-        candidate = os.path.join(current, part)
-        if not os.path.lexists(candidate):
-            try:
-                names = os.listdir(current)
-            except OSError:
-                names = []
-            match = next((n for n in names if unicodedata.normalize("NFC", n) == part), None)
-            if match is not None:
-                candidate = os.path.join(current, match)
-        current = candidate
-    return current
 
 
 def locate(root: str, rel: str, other: str | None) -> str:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from twisted.internet.defer import Deferred, ensureDeferred
 from zope.interface import implementer
 
+from enttok.common.times import utc_iso
 from enttok.connectors import activity
 from enttok.connectors.calendar.parse import (
     SOURCE,
@@ -21,7 +22,6 @@ from enttok.connectors.calendar.parse import (
 )
 from enttok.connectors.interface import ConnectorDeps, IConnector, Settings
 from enttok.jobs.context import JobContext
-from enttok.jobs.model import utc_iso
 from enttok.validation import Field, boolean, integer, optional
 
 STATE_KEY = "calendar"

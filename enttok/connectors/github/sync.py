@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
+from enttok.common.times import utc_iso
 from enttok.connectors.github import store as gh_store
 from enttok.connectors.github.client import GitHubClient, GitHubError, Page, RateLimited
 from enttok.connectors.github.normalize import (
@@ -25,7 +26,6 @@ from enttok.connectors.github.normalize import (
     from_issue,
 )
 from enttok.jobs.context import JobContext, JobFailed
-from enttok.jobs.model import utc_iso
 from enttok.jobs.registry import JobType
 from enttok.store import Database
 from enttok.validation import Field, optional, text, timestamp

@@ -15,6 +15,9 @@ from attrs import frozen
 
 from enttok.jobs.model import RUNNING, TERMINAL, Job, check_transition
 from enttok.store.db import transaction
+from enttok.store.meta import JOB_ID_FLOOR as JOB_ID_FLOOR
+from enttok.store.meta import get_meta as get_meta
+from enttok.store.meta import set_meta as set_meta
 
 _JOB_COLUMNS = ("job_id, type, status, created_at, updated_at, progress, message, "
                 "payload_json, result_json, error_json, attempts, payload_key")
@@ -161,10 +164,6 @@ def max_event_id(conn: sqlite3.Connection) -> int:
     return int(value or 0)
 
 
-#: The C{meta} key of the highest job id a damaged database held (see salvage).
-JOB_ID_FLOOR = "job_id_floor"
-
-
 def max_job_number(conn: sqlite3.Connection, day_prefix: str) -> int:
     """The highest C{NNN} among ids C{<day_prefix>NNN} (C{job_YYYYMMDD_}), counting
     the L{JOB_ID_FLOOR} left by a salvage."""
@@ -176,16 +175,6 @@ def max_job_number(conn: sqlite3.Connection, day_prefix: str) -> int:
         ids.append(floor)
     numbers = [int(i[len(day_prefix):]) for i in ids if i[len(day_prefix):].isdigit()]
     return max(numbers, default=0)
-
-
-def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("select value from meta where key = ?", (key,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("insert into meta (key, value) values (?, ?) "
-                 "on conflict(key) do update set value = excluded.value", (key, value))
 
 
 PRUNED_THROUGH = "events_pruned_through"
