@@ -75,6 +75,16 @@ class SaveRepoTests(SynchronousTestCase):
 
 
 class MergeRawTests(SynchronousTestCase):
+    def test_amended_subject_wins(self) -> None:
+        """The most recently committed version's subject is the item's."""
+        old = {"subject": "Fix typo", "committed_at": "2024-05-01T10:00:00Z", "sha": "a"}
+        new = {"subject": "Fix typo in 로그인 form", "committed_at": "2024-05-01T10:05:00Z",
+               "sha": "b"}
+        merged = merge_raw(old, new)
+        self.assertEqual((merged["subject"], merged["committed_at"], merged["sha"]),
+                         ("Fix typo in 로그인 form", "2024-05-01T10:05:00Z", "a"))
+        self.assertEqual(merge_raw(new, old)["subject"], "Fix typo in 로그인 form")
+
     def test_lists_grow_rest_kept(self) -> None:
         old = {"branches": ["main"], "shas": ["a"], "repos": ["app"], "subject": "first"}
         new = {"branches": ["main", "dev"], "shas": ["b"], "repos": ["app"],

@@ -332,6 +332,22 @@ class GitSyncTests(TestCase):
         self.assertEqual(len(self.items()), 5)
 
     @inlineCallbacks
+    def test_amended_message(self) -> Any:
+        """A commit amended after a sync (same change, new words) is one item, renamed."""
+        repo = self.repo("app")
+        repo.commit("base", {"a.txt": "1\n"})
+        first = repo.commit("Fix tpyo", {"b.txt": "fixed\n"}, date="2024-05-09T09:00:00Z")
+        yield self.sync(self.settings([str(repo.path)]))
+        repo.git("commit", "-q", "--amend", "-m", "Fix typo in 로그인 form",
+                 date="2024-05-09T09:00:00Z", committed="2024-05-10T08:00:00Z")
+        amended = repo.git("rev-parse", "HEAD")
+        result = yield self.sync(self.settings([str(repo.path)]))
+        self.assertEqual((result["items_new"], result["commits"]), (0, 1))
+        items = self.by_title()
+        self.assertEqual(sorted(items), ["Fix typo in 로그인 form", "base"])
+        self.assertEqual(items["Fix typo in 로그인 form"]["shas"], [first, amended])
+
+    @inlineCallbacks
     def test_bad_paths_warn(self) -> Any:
         """
         A missing folder, a plain folder and a folder inside a repository are

@@ -29,11 +29,15 @@ def _union(old: Any, new: Iterable[Any]) -> list[Any]:
 def merge_raw(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """
     The stored record of a change seen again: the lists of branches, commits and
-    repositories it was seen in grow; the rest stays as first stored.
+    repositories it was seen in grow; the subject is the most recently committed
+    version's (an amended message wins); the rest stays as first stored.
     """
     merged = {**new, **old}
     for key in _GROWING:
         merged[key] = _union(old.get(key), new.get(key) or [])
+    if str(new.get("committed_at") or "") > str(old.get("committed_at") or ""):
+        merged["subject"] = new.get("subject")
+        merged["committed_at"] = new.get("committed_at")
     return merged
 
 
@@ -78,11 +82,11 @@ def commit_item(commit: Commit, patch_id: str | None, repo: str, path: str,
              "insertions": commit.insertions, "deletions": commit.deletions})
 
 
-def _merged(earlier: Activity, later: Activity) -> Activity:
-    """One item for two sightings of a change: the earliest time, the lists grown."""
-    return Activity(earlier.identity, earlier.kind, earlier.title,
-                    min(earlier.occurred_at, later.occurred_at),
-                    merge_raw(earlier.raw, later.raw), earlier.repo)
+def _merged(identity: str, occurred_at: str, raw: Mapping[str, Any], later: Activity) -> Activity:
+    """One item for two sightings of a change (see L{merge_raw}), at the earliest time."""
+    merged = merge_raw(raw, later.raw)
+    return Activity(identity, later.kind, merged.get("subject", later.title),
+                    min(occurred_at, later.occurred_at), merged, merged.get("repo", later.repo))
 
 
 def items_of(walks: Sequence[ReadWalk], repo: str, path: str) -> list[Activity]:
@@ -92,7 +96,8 @@ def items_of(walks: Sequence[ReadWalk], repo: str, path: str) -> list[Activity]:
         for commit in walk.commits:
             item = commit_item(commit, walk.patch_ids.get(commit.sha), repo, path, walk.branch)
             earlier = items.get(item.identity)
-            items[item.identity] = item if earlier is None else _merged(earlier, item)
+            items[item.identity] = item if earlier is None else _merged(
+                item.identity, earlier.occurred_at, earlier.raw, item)
     return list(items.values())
 
 
@@ -109,13 +114,9 @@ def save_repo(conn: sqlite3.Connection, walks: Sequence[ReadWalk], repo: str, pa
     stored = _existing(conn, [item.identity for item in items])
     merged = []
     for item in items:
-        if item.identity in stored:
-            occurred, raw = stored[item.identity]
-            if isinstance(raw, dict):
-                item = Activity(item.identity, item.kind, raw.get("subject", item.title),
-                                min(occurred, item.occurred_at), merge_raw(raw, item.raw),
-                                raw.get("repo", item.repo), item.number, item.url)
-        merged.append(item)
+        occurred, raw = stored.get(item.identity, (None, None))
+        merged.append(_merged(item.identity, occurred, raw, item)
+                      if occurred is not None and isinstance(raw, dict) else item)
     return activity.save(conn, SOURCE, merged, now, state_key, cursor)
 
 
