@@ -269,13 +269,16 @@ def embed_lengths(conn: sqlite3.Connection, hashes: Sequence[str]) -> dict[str, 
 
 def hashes_without_vectors(conn: sqlite3.Connection, model_id: str, limit: int) -> list[str]:
     """
-    Up to C{limit} distinct chunk hashes lacking a C{model_id} vector (a table
-    scan, like L{chunks_without_vectors}, without the texts).
+    Up to C{limit} distinct chunk hashes lacking a C{model_id} vector.
+
+    The model's hashes are read once (a scan of the embeddings table), not looked
+    up chunk by chunk: each lookup reads a row with its vector, and with none
+    missing the lookups took 4 s at 100,000 chunks (this: 0.3 s).
     """
     return [r[0] for r in conn.execute(
-        "select distinct c.content_hash from chunks c where not exists "
-        "(select 1 from embeddings e where e.content_hash = c.content_hash "
-        "and e.model_id = ?) limit ?", (model_id, limit)).fetchall()]
+        "select distinct content_hash from chunks where content_hash not in "
+        "(select content_hash from embeddings where model_id = ?) limit ?",
+        (model_id, limit)).fetchall()]
 
 
 def store_vectors(conn: sqlite3.Connection, model_id: str, new_vectors: dict[str, bytes],
