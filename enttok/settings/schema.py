@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from enttok import validation
+from enttok.index import models
 from enttok.validation import (
     Field,
     Schema,
@@ -71,8 +72,10 @@ SCHEMA: Schema = {
         "compact_hours": Field(integer(0, 24 * 365), 24,
                                "Hours between database maintenance runs; 0 turns it off."),
     },
-    "embedding_model": Field(optional(absolute_path), None,
-                             "Local sentence-transformers model folder; null: bundled MiniLM."),
+    "embedding_model": Field(optional(models.check_setting), None,
+                             "Embedding model: a name (use-multilingual, minilm-onnx, minilm), "
+                             "names joined by + (fused), or a local sentence-transformers "
+                             "folder; null: the default (use-multilingual)."),
     "workers": Field(integer(1, 16), 2, "Jobs that may run at once."),
     "allowed_origins": Field(array(origin, 50), [],
                              "Browser origins allowed to call the API and open /events."),
