@@ -608,8 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {"embedding_model": args.embedding_model, "k": args.k, "notes": notes,
                "queries": len(queries), "indexing": indexing, "daemon": summary,
-               "per_query": {q["id"]: {m: {metric: scores[m].values[metric][i]
-                                           for metric in METRICS} for m in MODES}
+               "per_query": {q["id"]: {m: {**{metric: scores[m].values[metric][i]
+                                              for metric in METRICS}, "hits": results[m][i]}
+                                       for m in MODES}
                              for i, q in enumerate(queries)},
                "fusion": summarise(queries, {name: s for name, _, s in rows}), **chosen,
                "label_problems": problems}
