@@ -352,6 +352,15 @@ class ModelSwitchTests(SynchronousTestCase):
                 "select n.path from chunks c join notes n on n.note_id = c.note_id "
                 "where c.chunk_id = ?", (chunk_id,)).fetchone()[0]
             self.assertEqual((model_id, path), (model_id, "note/005.md"))
+        run.stop()
+        embedded = self.models.texts_embedded("b")
+        # The next start keeps both, each with its hnsw file as saved.
+        second = self.start()
+        self.assertEqual(second.index.model_names, ["a", "b"])
+        self.assertEqual([(model_id, vectors.live_count, vectors.dirty)
+                          for model_id, _, vectors in second.index.vector_sources()],
+                         [("model-a", CHUNKS, False), ("model-b", CHUNKS, False)])
+        self.assertEqual(self.models.texts_embedded("b"), embedded)
 
 
 class ConvergenceTests(SynchronousTestCase):

@@ -252,10 +252,12 @@ class VaultIndex:
         self._make_embedder = make_embedder
         self._vectors_for = vectors_for or (
             lambda model_id: VectorIndex(model_file(vectors.path, model_id)))
-        first = ModelSlot(name or str(embedder.model_id), embedder, vectors)
-        self.active: list[ModelSlot] = [first, *(self._new_slot(n) for n in more)]
+        self.active: list[ModelSlot] = [
+            ModelSlot(name or str(embedder.model_id), embedder, vectors)]
         #: The models being switched to (their vectors are being embedded), if any.
         self.target: list[ModelSlot] | None = None
+        for more_name in more:
+            self.active.append(self._new_slot(more_name))
         #: Starts in a row that found the last run had died while embedding.
         self.embed_crashes = 0
         #: Indexing batches being embedded now: a query would queue behind them.
