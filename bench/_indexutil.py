@@ -319,13 +319,14 @@ def vault_daemon(data_dir: Path, vault: Path, timeout: float = 120.0,
 
 def encode_baseline(texts_file: Path | None = None, queries_file: Path | None = None,
                     batch_size: int = 64, repeat: int = 1,
-                    timeout: float = 7200.0) -> dict[str, Any]:
+                    timeout: float = 7200.0, model: str = "minilm") -> dict[str, Any]:
     """
-    Run bench/_encode_baseline.py (plain sentence-transformers, in a fresh process
-    with the embedding worker's environment) and return what it measured.
+    Run bench/_encode_baseline.py (the bare model: plain sentence-transformers for
+    C{minilm}, in a fresh process with the embedding worker's environment) and
+    return what it measured.
     """
     argv = [sys.executable, str(ENCODE_SCRIPT), "--batch-size", str(batch_size),
-            "--repeat", str(repeat)]
+            "--repeat", str(repeat), "--model", model]
     if texts_file is not None:
         argv += ["--texts", str(texts_file)]
     if queries_file is not None:

@@ -1,6 +1,7 @@
 """Indexing and search performance of the daemon on generated vaults, against baselines.
 
     uv run --frozen python bench/index_bench.py [--notes 2000] [--seed 1] [--only a,b,c,d,e]
+                                                 [--embedding-model NAME]
 
 The vault comes from bench/vaultgen.py, generated once into the cache folder
 (C{$ENTTOK_BENCH_CACHE}, default /tmp/enttok-bench) and reused. The daemon is the
@@ -8,8 +9,12 @@ real one (bench/_daemon_with_noop.py, a separate process, its vault_path set and
 its schedules off); this process is only its client and runs the baselines.
 Each measurement prints its baseline from the same run and the ratio:
 
+The daemon runs the model C{--embedding-model} names (default: the daemon's
+default); the baselines use the same model bare (C{SentenceTransformer.encode}
+for C{minilm}, the embedder's own C{embed} for the others).
+
   a. full index: C{index.rebuild} on a fresh data folder (model cold), chunks
-     embedded per second, against one raw C{SentenceTransformer.encode} of the
+     embedded per second, against one raw encode of the
      same chunk texts with batch size 64 in a fresh process with the worker's
      environment (bench/_encode_baseline.py). Target >= 0.85.
   b. C{vault.scan} of the unchanged vault (POST to end seen on /events),
@@ -33,7 +38,7 @@ Each measurement prints its baseline from the same run and the ratio:
 b, c and d run on an index built once and cached (keyed by size and seed). For
 C{--vectors model} its vectors come from the real model; C{--vectors hashing}
 (the default above 5,000 notes, where embedding every chunk would take hours on
-2 cores) stores vectors of enttok's C{HashingEmbedder} (384 dimensions) under the
+2 cores) stores vectors of enttok's C{HashingEmbedder} (the model's length) under the
 model's id before the first scan, so the daemon finds them and embeds nothing:
 sizes and code paths are real, vector results are not meaningful. Queries and
 edited chunks are always embedded by the real model.
@@ -66,6 +71,7 @@ from bench._indexutil import (
     read_only,
     vault_daemon,
 )
+from enttok.index.models import DEFAULT_MODELS
 
 TARGET_THROUGHPUT_RATIO = 0.85
 TARGET_SCAN_RATIO = 3.0
@@ -102,8 +108,9 @@ def vault_for(notes: int, seed: int) -> Path:
     return path
 
 
-def index_dir(notes: int, seed: int, vectors: str) -> Path:
-    return CACHE / f"index-n{notes}-s{seed}-{vectors}-v{vaultgen.VERSION}.{INDEX_VERSION}"
+def index_dir(notes: int, seed: int, vectors: str, model: str) -> Path:
+    return CACHE / (f"index-n{notes}-s{seed}-{vectors}-{model}"
+                    f"-v{vaultgen.VERSION}.{INDEX_VERSION}")
 
 
 def store_cached(data_dir: Path, target: Path, summary: dict[str, Any]) -> None:
@@ -117,9 +124,11 @@ def store_cached(data_dir: Path, target: Path, summary: dict[str, Any]) -> None:
     shutil.move(str(data_dir), str(target))
 
 
-def seed_hashing_vectors(vault: Path, data_dir: Path) -> int:
-    """Store HashingEmbedder vectors for every chunk of the vault, keyed as the daemon does."""
-    from enttok.index.embedder import DEFAULT_MODEL_ID, HashingEmbedder
+def seed_hashing_vectors(vault: Path, data_dir: Path, model: str) -> int:
+    """Store HashingEmbedder vectors for every chunk of the vault, keyed as the daemon
+    keeps C{model}'s (its vector id and length)."""
+    from enttok.index import models
+    from enttok.index.embedder import HashingEmbedder
     from enttok.store.db import connect
     from enttok.store.migrations import migrate
     from enttok.vault.chunker import chunk_note
@@ -130,7 +139,8 @@ def seed_hashing_vectors(vault: Path, data_dir: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     migrate(conn)
-    embedder = HashingEmbedder(384, model_id=DEFAULT_MODEL_ID)
+    vector_id = models.vector_id(model)
+    embedder = HashingEmbedder(models.dimension(model), model_id=vector_id)
     pending: dict[str, str] = {}
     stored = 0
 
@@ -140,7 +150,7 @@ def seed_hashing_vectors(vault: Path, data_dir: Path) -> int:
         vectors = embedder.embed([pending[h] for h in hashes])
         conn.execute("begin")
         conn.executemany("insert or ignore into embeddings (content_hash, model_id, vector) "
-                         "values (?, ?, ?)", [(h, DEFAULT_MODEL_ID, vectors[i].tobytes())
+                         "values (?, ?, ?)", [(h, vector_id, vectors[i].tobytes())
                                               for i, h in enumerate(hashes)])
         conn.execute("commit")
         stored += len(hashes)
@@ -158,9 +168,10 @@ def seed_hashing_vectors(vault: Path, data_dir: Path) -> int:
     return stored
 
 
-def ensure_index(vault: Path, notes: int, seed: int, vectors: str, timeout: float) -> Path:
+def ensure_index(vault: Path, notes: int, seed: int, vectors: str, timeout: float,
+                 model: str) -> Path:
     """The cached, fully indexed data folder for this vault (built the first time)."""
-    target = index_dir(notes, seed, vectors)
+    target = index_dir(notes, seed, vectors, model)
     if (target / "complete.json").exists():
         print(f"cached index {target}: {(target / 'complete.json').read_text()}")
         return target
@@ -168,10 +179,10 @@ def ensure_index(vault: Path, notes: int, seed: int, vectors: str, timeout: floa
     building = scratch_dir(f"enttok-bench-build-n{notes}-")
     started = time.perf_counter()
     if vectors == "hashing":
-        count = seed_hashing_vectors(vault, building)
+        count = seed_hashing_vectors(vault, building, model)
         print(f"  stored {count} HashingEmbedder vectors in "
               f"{time.perf_counter() - started:.1f} s")
-    with vault_daemon(building, vault) as d:
+    with vault_daemon(building, vault, settings=model_setting(model)) as d:
         scan, update = d.scan_and_update(timeout, report_every=60.0)
         status = d.request("GET", "/index/status")
     elapsed = time.perf_counter() - started
@@ -180,6 +191,10 @@ def ensure_index(vault: Path, notes: int, seed: int, vectors: str, timeout: floa
     print(f"  built in {elapsed:.0f} s: {json.dumps(update)}")
     store_cached(building, target, summary)
     return target
+
+
+def model_setting(model: str) -> dict[str, Any]:
+    return {"embedding_model": model}
 
 
 def copy_index(source: Path) -> Path:
@@ -219,7 +234,7 @@ def embedded_texts(data_dir: Path) -> list[str]:
 def bench_a(vault: Path, args: argparse.Namespace) -> Path:
     section("a. full index: index.rebuild on a fresh data folder vs raw encode")
     data = scratch_dir("enttok-bench-index-a-")
-    with vault_daemon(data, vault) as d:
+    with vault_daemon(data, vault, settings=model_setting(args.embedding_model)) as d:
         sent = time.perf_counter()
         job_id = d.submit("index.rebuild", {})
         ended, job = d.wait(job_id, args.timeout, report_every=120.0)
@@ -253,9 +268,10 @@ def bench_a(vault: Path, args: argparse.Namespace) -> Path:
     texts = embedded_texts(data)
     texts_file = data / "embedded_texts.json"
     texts_file.write_text(json.dumps(texts, ensure_ascii=False))
-    print(f"baseline: raw SentenceTransformer.encode of the same {len(texts)} texts, "
+    print(f"baseline: raw encode ({args.embedding_model}) of the same {len(texts)} texts, "
           f"batch_size=64, one call ({load_average()})", flush=True)
-    base = encode_baseline(texts_file, batch_size=64, timeout=args.timeout)
+    base = encode_baseline(texts_file, batch_size=64, timeout=args.timeout,
+                           model=args.embedding_model)
     texts_file.unlink()
     raw_rate = base["texts"] / base["encode_seconds"]
     print(f"  model load {base['load_seconds']:.1f} s (CPU {base['load_cpu_seconds']:.0f} s), "
@@ -588,7 +604,7 @@ def bench_e(vault: Path, args: argparse.Namespace) -> None:
     section(f"e. /health during index.rebuild on a fresh data folder "
             f"(model cold, stopped after {args.health_cap:.0f} s)")
     data = scratch_dir("enttok-bench-index-e-")
-    with vault_daemon(data, vault) as d:
+    with vault_daemon(data, vault, settings=model_setting(args.embedding_model)) as d:
         probe = HealthProbe(d.port, d.token, 0.02)
         probe.sample(20)
         idle = probe.sample(300)
@@ -648,6 +664,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="vectors of the cached index for b-d (auto: model up to 5000 "
                              "notes, else hashing)")
     parser.add_argument("--queries", type=int, default=200, help="search queries for d")
+    parser.add_argument("--embedding-model", default=DEFAULT_MODELS[0],
+                        help=f"one model name (default {DEFAULT_MODELS[0]}; minilm: "
+                             "sentence-transformers, the default before issue 13)")
     parser.add_argument("--scan-reps", type=int, default=5, help="repetitions for b")
     parser.add_argument("--health-cap", type=float, default=240.0,
                         help="seconds of index.rebuild observed in e (default 240)")
@@ -670,14 +689,15 @@ def main(argv: list[str] | None = None) -> int:
     vault = vault_for(args.notes, args.seed)
     if "a" in args.only:
         built = bench_a(vault, args)
-        store_cached(built, index_dir(args.notes, args.seed, "model"),
+        store_cached(built, index_dir(args.notes, args.seed, "model", args.embedding_model),
                      {"vectors": "model", "built_by": "a"})
     if "e" in args.only:
         bench_e(vault, args)
     if not args.only & set("bcd"):
         return 0
     cached = ensure_index(vault, args.notes, args.seed,
-                          "model" if "a" in args.only else args.vectors, args.timeout)
+                          "model" if "a" in args.only else args.vectors, args.timeout,
+                          args.embedding_model)
     note, hashes = pick_note(vault)
     queries = vaultgen.latency_queries(args.queries, args.seed)
     base: dict[str, Any] = {}
@@ -689,10 +709,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nbaselines for c and d: raw encode of {len(texts)} changed chunk(s) and "
               f"{len(queries)} single queries (fresh process)", flush=True)
         base = encode_baseline(work / "texts.json", work / "queries.json", batch_size=64,
-                               repeat=5)
+                               repeat=5, model=args.embedding_model)
         base["edit_encode_seconds"] = base["encode_seconds"]
     data = copy_index(cached)
-    with vault_daemon(data, vault) as d:
+    with vault_daemon(data, vault, settings=model_setting(args.embedding_model)) as d:
         ready = d.request("GET", "/index/status")
         print(f"daemon on a copy of the cached index: {json.dumps(ready)}")
         if "b" in args.only:
