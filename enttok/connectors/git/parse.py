@@ -140,6 +140,15 @@ class LogParser:
         self._pending = b""
 
 
+def parse_log(output: bytes) -> list[Commit]:
+    """Every commit of a whole C{git log} output (with L{LOG_OPTIONS})."""
+    commits: list[Commit] = []
+    parser = LogParser(commits.append)
+    parser.feed(output)
+    parser.close()
+    return commits
+
+
 def parse_patch_ids(output: bytes) -> dict[str, str]:
     """C{git patch-id} output (C{patch-id SP commit} lines) as C{{commit: patch-id}}."""
     ids: dict[str, str] = {}

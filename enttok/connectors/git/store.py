@@ -1,4 +1,4 @@
-"""Writing one repository's commits and its cursor (database thread)."""
+"""One repository's commits as activity items (on a thread), and their write with the cursor."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from attrs import frozen
 
 from enttok.connectors import activity
 from enttok.connectors.activity import Activity
-from enttok.connectors.git.parse import Commit
+from enttok.connectors.git.parse import Commit, parse_log, parse_patch_ids
 
 SOURCE = "git"
 #: Identities looked up per query (SQLite's default limit on variables is 999+).
@@ -59,13 +59,13 @@ def _existing(conn: sqlite3.Connection, identities: Sequence[str]) -> dict[str, 
 @frozen
 class ReadWalk:
     """
-    The commits one walk read on C{branch}, and their patch ids by sha (a
-    commit without one changed nothing: it stands for itself).
+    What one walk read on C{branch}: C{git log} output (see
+    L{enttok.connectors.git.parse.LOG_OPTIONS}) and C{git patch-id} output.
     """
 
     branch: str
-    commits: Sequence[Commit]
-    patch_ids: Mapping[str, str]
+    log: bytes
+    patch_ids: bytes
 
 
 def commit_item(commit: Commit, patch_id: str | None, repo: str, path: str,
@@ -89,28 +89,38 @@ def _merged(identity: str, occurred_at: str, raw: Mapping[str, Any], later: Acti
                     min(occurred_at, later.occurred_at), merged, merged.get("repo", later.repo))
 
 
-def items_of(walks: Sequence[ReadWalk], repo: str, path: str) -> list[Activity]:
-    """One item per change (patch id) among the commits of C{walks}, in their order."""
+def items_of(walks: Sequence[ReadWalk], repo: str, path: str) -> tuple[list[Activity], int]:
+    """
+    Parse what C{walks} read (blocking: run it on a thread): one item per change
+    (patch id; a commit without one changed nothing and stands for itself), in
+    the order read.
+
+    @return: the items, and how many commits they stand for.
+    @raise BadLogOutput: when the output is not what was asked for.
+    """
     items: dict[str, Activity] = {}
+    count = 0
     for walk in walks:
-        for commit in walk.commits:
-            item = commit_item(commit, walk.patch_ids.get(commit.sha), repo, path, walk.branch)
+        ids = parse_patch_ids(walk.patch_ids)
+        commits = parse_log(walk.log)
+        count += len(commits)
+        for commit in commits:
+            item = commit_item(commit, ids.get(commit.sha), repo, path, walk.branch)
             earlier = items.get(item.identity)
             items[item.identity] = item if earlier is None else _merged(
                 item.identity, earlier.occurred_at, earlier.raw, item)
-    return list(items.values())
+    return list(items.values()), count
 
 
-def save_repo(conn: sqlite3.Connection, walks: Sequence[ReadWalk], repo: str, path: str,
-              now: str, state_key: str, cursor: Mapping[str, Any]) -> int:
+def save_items(conn: sqlite3.Connection, items: Sequence[Activity], now: str, state_key: str,
+               cursor: Mapping[str, Any]) -> int:
     """
-    Upsert the commits read in one repository (built here, off the reactor
-    thread), merged into what is stored under the same identity (the earliest
-    time is kept), and set the connector's cursor, in one transaction.
+    Upsert one repository's items, merged into what is stored under the same
+    identity (see L{merge_raw}; the earliest time is kept), and set the
+    connector's cursor, in one transaction.
 
     @return: how many items were new.
     """
-    items = items_of(walks, repo, path)
     stored = _existing(conn, [item.identity for item in items])
     merged = []
     for item in items:

@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from enttok.connectors.git import store as git_store
 from enttok.connectors.git.discover import candidates
-from enttok.connectors.git.parse import LOG_OPTIONS, Commit, LogParser, parse_patch_ids
+from enttok.connectors.git.parse import LOG_OPTIONS, BadLogOutput
 from enttok.connectors.git.process import GitError, GitMissing, GitRunner, find_git, git_environ
 from enttok.connectors.git.store import ReadWalk
 from enttok.jobs.context import JobContext
@@ -73,10 +73,6 @@ class RepoResult:
 
     read: list[ReadWalk] = field(factory=list)
     walks: int = 0
-
-    @property
-    def commits(self) -> int:
-        return sum(len(walk.commits) for walk in self.read)
 
 
 def _iso(moment: datetime) -> str:
@@ -139,7 +135,7 @@ class GitSync:
                               f"{number}/{len(found.paths)} repositories synced")
             try:
                 yield self._repo(path)
-            except GitError as e:
+            except (GitError, BadLogOutput) as e:
                 self._warn(f"{path}: git failed: {e}", path=path)
             except GitMissing as e:
                 self._warn(str(e))
@@ -203,10 +199,13 @@ class GitSync:
                                     for branch, tip in tips.items()}}
         self.cursor = {**self.cursor, "repos": {**self.cursor.get("repos", {}),
                                                 path: repo_cursor}}
+        # Parsed on the job pool: neither the reactor nor the database thread waits.
+        items, commits = yield self.ctx.run_blocking(git_store.items_of, result.read, name, path)
         self.saved += yield self.ctx.track(self.db.run(
-            git_store.save_repo, result.read, name, path, self._now(), self.state_key,
-            self.cursor))
-        self.commits += result.commits
+            git_store.save_items, items, self._now(), self.state_key, self.cursor))
+        self.commits += commits
+        if commits:
+            self.ctx.progress(self.fraction, f"{name}: {commits} commits read")
         self.walks += result.walks
         self.synced.append(path)
 
@@ -312,32 +311,23 @@ class GitSync:
     def _walk(self, path: str, name: str, walk: Walk, emails: Sequence[str],
               result: RepoResult) -> Any:
         """
-        Read one walk's commits and their patch ids: two passes of git over the
-        same range, run side by side (C{log --numstat}, and C{log -p} piped
-        into C{patch-id}).
+        Read one walk: two passes of git over the same range, run side by side
+        (C{log --numstat}, and C{log -p} piped into C{patch-id}). Their output
+        is only kept here; it is parsed on a thread (see L{git_store.items_of}).
         """
-        commits: list[Commit] = []
-        parser = LogParser(commits.append)
         filters = [*_DIFF, *_author_args(emails)]
         patches = self.git.pipe(
             path, ["log", "-p", "--format=commit %H", *filters, *walk.args(), "--"],
             ["patch-id", "--stable"])
         try:
-            out = yield self.git.stream(
-                path, ["log", *LOG_OPTIONS, *filters, *walk.args(), "--"], parser.feed)
-            if out.code != 0:
-                raise GitError(walk.args(), out.code, out.stderr)
-            parser.close()
+            log = yield self.git.check(
+                path, ["log", *LOG_OPTIONS, *filters, *walk.args(), "--"])
         except BaseException:
             patches.addErrback(lambda _: None)
             patches.cancel()
             raise
-        ids = parse_patch_ids((yield patches))
+        result.read.append(ReadWalk(walk.branch, log, (yield patches)))
         result.walks += 1
-        # Paired with their patch ids on the database thread (see save_repo).
-        result.read.append(ReadWalk(walk.branch, commits, ids))
-        if commits:
-            self.ctx.progress(self.fraction, f"{name} {walk.branch}: {len(commits)} commits")
 
 
 def sync_git(ctx: JobContext, db: Database, reactor: Any, settings: Mapping[str, Any],
