@@ -8,7 +8,8 @@
    user, each changing one or two of 2,000 files; three branches of 50 commits
    forked in the last 30 days. Each run puts main back at its built tip.
 2. Syncs run in this process on the real reactor (the database on its own
-   thread, as in the daemon), each from a fresh database:
+   thread and a pool for the job's blocking work, as in the daemon), each from
+   a fresh database:
      a. first sync, default window (30 days);
      b. first sync of the whole history (C{since} 1970);
      c. no change (the tips as the cursor has them);
@@ -171,10 +172,14 @@ async def main(reactor: Any) -> None:
     total = int(_git(repo, "rev-list", "--count", "--all"))
     print(f"repository: {repo} ({total} commits on {BRANCHES + 1} branches)")
 
+    # As in the daemon: one database thread, and a pool for the jobs' blocking work.
     pool = ThreadPool(1, 1, "bench-db")
-    pool.start()
-    reactor.addSystemEventTrigger("before", "shutdown", pool.stop)
+    jobs_pool = ThreadPool(1, 2, "bench-jobs")
+    for each in (pool, jobs_pool):
+        each.start()
+        reactor.addSystemEventTrigger("before", "shutdown", each.stop)
     runner = pool_runner(reactor, pool)
+    jobs_runner = pool_runner(reactor, jobs_pool)
     scratch = scratch_dir("enttok-bench-git-")
     settings = {"enabled": True, "repositories": [str(repo)], "search_roots": [],
                 "search_depth": 3, "author_emails": [ME], "interval_minutes": 15}
@@ -208,7 +213,7 @@ async def main(reactor: Any) -> None:
 
     async def run(db: Database, label: str, since: str | None = None) -> tuple[float, dict]:
         ctx = JobContext("job_bench", "connector.git.sync", {"since": since}, Recorder(),
-                         runner, reactor.callFromThread, reactor)
+                         jobs_runner, reactor.callFromThread, reactor)
         ticker, stall = stall_meter()
         started = time.perf_counter()
         result: dict = await sync_git(ctx, db, reactor, settings, os.environ)
