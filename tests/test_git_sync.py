@@ -16,6 +16,8 @@ from twisted.internet.defer import CancelledError, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, TestCase
 
+from enttok.connectors.git import store as git_store
+from enttok.connectors.git.parse import BadLogOutput
 from enttok.connectors.git.sync import STATE_KEY, sync_git
 from enttok.jobs.context import JobContext
 from enttok.store import Database
@@ -180,6 +182,32 @@ class GitSyncTests(TestCase):
         self.assertEqual((third["items_new"], third["commits"], third["walks"]), (1, 1, 1))
         self.assertEqual(sorted(self.by_title()), ["one", "three", "two"])
         self.assertEqual(self.cursor()["repos"][str(repo.path)]["branches"]["main"]["tip"], tip)
+
+    @inlineCallbacks
+    def test_unreadable_output_keeps_cursor(self) -> Any:
+        """
+        A repository whose output cannot be read is a warning, and its cursor
+        does not move with the next repository's write: the next sync reads it.
+        """
+        first = self.repo("first")
+        first.commit("first work", {"a.txt": "first\n"})
+        second = self.repo("second")
+        second.commit("second work", {"a.txt": "second\n"})
+        real = git_store.items_of
+
+        def refuse_first(walks: Any, repo: str, path: str) -> Any:
+            if repo == "first":
+                raise BadLogOutput("unexpected output")
+            return real(walks, repo, path)
+
+        self.patch(git_store, "items_of", refuse_first)
+        result = yield self.sync(self.settings([str(first.path), str(second.path)]))
+        self.assertEqual(result["warnings"], [f"{first.path}: git failed: unexpected output"])
+        self.assertEqual(list(self.cursor()["repos"]), [str(second.path)])
+        self.patch(git_store, "items_of", real)
+        again = yield self.sync(self.settings([str(first.path), str(second.path)]))
+        self.assertEqual((again["commits"], again["warnings"]), (1, []))
+        self.assertEqual(sorted(self.by_title()), ["first work", "second work"])
 
     @inlineCallbacks
     def test_forgotten_repository(self) -> Any:

@@ -195,14 +195,15 @@ class GitSync:
         for walk in (yield self._settle(path, walks, tips)):
             self.ctx.check_canceled()
             yield self._walk(path, name, walk, emails, result)
-        repo_cursor = {"branches": {branch: {"tip": tip, "synced_at": self._now()}
-                                    for branch, tip in tips.items()}}
-        self.cursor = {**self.cursor, "repos": {**self.cursor.get("repos", {}),
-                                                path: repo_cursor}}
         # Parsed on the job pool: neither the reactor nor the database thread waits.
         items, commits = yield self.ctx.run_blocking(git_store.items_of, result.read, name, path)
+        repo_cursor = {"branches": {branch: {"tip": tip, "synced_at": self._now()}
+                                    for branch, tip in tips.items()}}
+        cursor = {**self.cursor, "repos": {**self.cursor.get("repos", {}), path: repo_cursor}}
         self.saved += yield self.ctx.track(self.db.run(
-            git_store.save_items, items, self._now(), self.state_key, self.cursor))
+            git_store.save_items, items, self._now(), self.state_key, cursor))
+        # Only now: a repository that failed must not move on with the next one's write.
+        self.cursor = cursor
         self.commits += commits
         if commits:
             self.ctx.progress(self.fraction, f"{name}: {commits} commits read")
