@@ -1,4 +1,4 @@
-"""Parsing C{git log -z --numstat} and C{git patch-id} output, as it streams in."""
+"""Parsing C{git log -z --numstat} output (whole or in any chunks) and C{git patch-id} output."""
 
 from __future__ import annotations
 
