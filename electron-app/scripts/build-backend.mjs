@@ -17,7 +17,7 @@
 //
 // Usage: node scripts/build-backend.mjs [--repo <root>] [--out <dir>] [--all-models]
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -172,6 +172,9 @@ export function buildBackend({ repo, out = null, allModels = false }) {
   move(path.join(dist, "enttok-backend"), target);
   const models = path.join(target, "models");
   mkdirSync(models);
+  // Also keeps the folder when it holds no model: electron-builder drops empty folders.
+  writeFileSync(path.join(models, "README.txt"),
+    "Exported models (enttok.index.models.models_dir()), one folder each; none when the default models need none.\n");
   const bundled = bundleModels({ repo, python: venvPython(venv), cache: path.join(build, "models-cache"), models, allModels });
   console.log(`build-backend: exported models bundled: ${bundled.join(", ") || "none (the defaults need none)"}`);
 

@@ -6,7 +6,7 @@
 // runtime is then started where the supervisor looks for it.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { describe, test } from "node:test";
@@ -189,6 +189,8 @@ describe("electron-builder --dir (stand-in Electron)", { skip: process.platform 
         assert.ok(!inside.some((p) => p.startsWith(prefix)), `${prefix} must not be packed`);
       }
       if (real) {
+        // electron-builder filters some names by default (e.g. *.pyc, *.o): nothing may be lost.
+        assert.deepEqual(listTree(path.join(resources, "backend")), listTree(runtimeDir));
         await startPacked(command, temp.dir);
       }
     } finally {
@@ -196,6 +198,11 @@ describe("electron-builder --dir (stand-in Electron)", { skip: process.platform 
     }
   });
 });
+
+/** Every path under `dir`, relative and sorted (symlinks listed, not followed). */
+function listTree(dir) {
+  return readdirSync(dir, { recursive: true }).map((p) => p.split(path.sep).join("/")).sort();
+}
 
 /** The supervisor starts the packed runtime: ready, /health, a clean stop (exit 0). */
 async function startPacked(command, root) {
