@@ -1,15 +1,12 @@
-"""Builds the daemon's service tree from its configuration."""
+"""The daemon's service tree (L{EnttokService}), built from its configuration."""
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from treq.client import HTTPClient
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
@@ -33,6 +30,7 @@ from enttok.index.vectors import VectorIndex, model_file
 from enttok.index.watcher import VaultWatcher
 from enttok.jobs import store as job_store
 from enttok.jobs.engine import JobEngine
+from enttok.jobs.model import Job
 from enttok.jobs.registry import JobRegistry, JobType
 from enttok.jobs.scheduler import Scheduler
 from enttok.lifecycle import OrderedServices, StdinWatcher, WebService, parent_watch
@@ -41,9 +39,8 @@ from enttok.maintenance.compact import compact_job
 from enttok.periodic import PeriodicService
 from enttok.settings import SettingsStore
 from enttok.settings.schema import secrets_of
-from enttok.store import Database, SchemaTooNew
-from enttok.store.db import damage_marker, is_damage
-from enttok.store.salvage import salvage
+from enttok.store import Database
+from enttok.store.service import open_database
 from enttok.suggest.job import suggest_job
 from enttok.threads import ThreadPoolService, pool_runner
 
@@ -52,74 +49,7 @@ log = Logger(namespace="enttok.service")
 #: Idle HTTP connections are closed after this many seconds.
 HTTP_TIMEOUT = 60
 
-
-class DatabaseService(Service):
-    """Closes the database when the daemon stops (after the services that use it)."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return self._db.close()
-
-
-def open_database(reactor: Any, config: Config, parent: MultiService) -> Database:
-    """
-    Open (and migrate) C{index.db} with its own single writer thread.
-
-    A file that cannot be opened, or that was found damaged while running (see
-    L{Database.note_damage}), is set aside and replaced by a fresh one that
-    keeps what was readable of the jobs and embeddings; the vault is rescanned.
-    """
-    pool = ThreadPool(1, 1, "enttok-db")
-    ThreadPoolService(reactor, pool).setServiceParent(parent)
-    db = Database(config.db_path, pool_runner(reactor, pool))
-    marker = damage_marker(config.db_path)
-    damage = _recorded_damage(marker)
-    if damage is None:
-        try:
-            db.open()
-        except SchemaTooNew as e:
-            raise ConfigError(str(e)) from None
-        except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError) and not is_damage(e):
-                raise ConfigError(f"cannot open {config.db_path}: {e}{_if_full(config)}") from None
-            damage = str(e)
-    if damage is not None:
-        aside = salvage(config.db_path)
-        marker.unlink(missing_ok=True)
-        # Once running, so that the JSON log (which starts with the services) has it too.
-        reactor.callWhenRunning(
-            log.warn, "{path} was corrupt ({error}); moved to {aside} and started afresh, "
-            "keeping what was readable of the jobs; the index is rebuilt from the vault",
-            path=str(config.db_path), error=damage, aside=str(aside))
-        try:
-            db.open()
-        except sqlite3.DatabaseError as again:
-            raise ConfigError(f"cannot open {config.db_path}: {again}") from None
-        db.recovered = True
-    DatabaseService(db).setServiceParent(parent)
-    return db
-
-
-def _recorded_damage(marker: Path) -> str | None:
-    """The error a previous run recorded in C{marker}, if it did."""
-    try:
-        return marker.read_text(encoding="utf-8", errors="replace").strip() or "damaged"
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return f"damaged (the note of it is unreadable: {e.strerror})"
-
-
-def _if_full(config: Config) -> str:
-    """A note when the data folder's disk is full (SQLite may only say "disk I/O error")."""
-    try:
-        free = shutil.disk_usage(config.db_path.parent).free
-    except OSError:
-        return ""
-    return " (the disk is full)" if free < 64 * 1024 else ""
+_Child = TypeVar("_Child", bound=IService)
 
 
 def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: VaultIndex,
@@ -133,7 +63,7 @@ def registry_for(reactor: Any, db: Database, settings: SettingsStore, index: Vau
     vault_path = lambda: settings.get("vault_path")  # noqa: E731
 
     def use_model(value: str) -> Deferred[Any]:
-        # The setting's change switches the index (see model_changed in from_config).
+        # The setting's change switches the index (see EnttokService._switch_models).
         return settings.update({"embedding_model": value})
 
     http = http_client(reactor) if http is None else http
@@ -157,137 +87,190 @@ def http_client(reactor: Any) -> HTTPClient:
     return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
 
 
-def build_index(reactor: Any, db: Database, settings: SettingsStore, config: Config,
-                job_pool: ThreadPool, parent: MultiService, submit: Submit) -> VaultIndex:
-    """
-    The vault index, with the embedders on their own thread: the models search
-    used last (recorded in the database), switching to the setting's if they
-    differ (a switch a stop or crash interrupted goes on).
-    """
-    # Two threads: while a batch of a model being switched to is embedded, a query
-    # to the active model (another worker process) need not wait behind it.
-    embed_pool = ThreadPool(1, 2, "enttok-embed")
-    ThreadPoolService(reactor, embed_pool).setServiceParent(parent)
-    wanted = parse_models(settings.get("embedding_model"))
-    active = starting_models(db.connection, wanted)
-    hnsw = config.db_path.with_name("index.hnsw")
+def follow(settings: SettingsStore, key: str, react: Callable[[Any], object]) -> None:
+    """Call C{react(new value)} after each change of the top-level setting C{key}."""
 
-    def vectors_for(model_id: str) -> VectorIndex:
-        return VectorIndex(model_file(hnsw, model_id))
+    def changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        if old[key] != new[key]:
+            react(new[key])
 
-    # (Looked up when called: the tests replace embedder_for.)
-    first = embedder_for(active[0])
-    index = VaultIndex(reactor, db, first, vectors_for(str(first.model_id)),
-                       pool_runner(reactor, job_pool), pool_runner(reactor, embed_pool),
-                       active[0], make_embedder=lambda name: embedder_for(name),
-                       vectors_for=vectors_for, more=active[1:])
-    index.use_models(wanted, prepare=False)
-    IndexService(reactor, index, submit).setServiceParent(parent)
-    return index
+    settings.subscribe(changed)
+
+
+class Secrets:
+    """The strings the logs redact: the API token and the secrets in the settings."""
+
+    def __init__(self, token: str, settings: SettingsStore) -> None:
+        self._token = token
+        self._from_settings = secrets_of(settings.current)
+        settings.subscribe(self._changed)
+
+    def _changed(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        self._from_settings = secrets_of(new)
+
+    def __call__(self) -> list[str]:
+        return [self._token, *self._from_settings]
+
+
+class EnttokService(OrderedServices):
+    """
+    The whole daemon, bound but not started; nothing runs until the reactor does.
+
+    Named children, started in this order and stopped in reverse, each after the
+    one after it has stopped: C{log}, C{db-threads}, C{database}, C{job-threads},
+    C{embed-threads}, C{index}, C{jobs}, C{scheduler}, C{watcher}, C{web}, and
+    when configured C{stdin-watch} and C{parent-watch}. The children that react
+    to settings follow them: C{jobs} its C{workers}, C{watcher} C{vault_path},
+    C{index} C{embedding_model}, C{scheduler} its timers, C{log} the secrets.
+
+    @ivar settings: the settings store (loaded, with the command line's overrides).
+    @raise ConfigError: when the daemon cannot start (e.g. the port is taken).
+    """
+
+    def __init__(self, reactor: Any, config: Config,
+                 extra_job_types: Iterable[JobType] = ()) -> None:
+        """@param extra_job_types: more job types to register (tests and benchmarks)."""
+        super().__init__()
+        self._reactor = reactor
+        self.config = config
+        token = config.token or load_or_create_token(config.token_path)
+        if config.token is None:
+            log.info("token stored in {path}", path=str(config.token_path))
+        self.settings = self._load_settings()
+        self.secrets = Secrets(token, self.settings)
+        self._add("log", JSONLogService(config.log_dir, self.secrets))
+        self.db = open_database(reactor, config, self)
+        self._job_pool = self._threads("job-threads", ThreadPool(1, 2, "enttok-jobs"))
+        self.bus = EventBus(max(job_store.max_event_id(self.db.connection),
+                                job_store.pruned_through(self.db.connection)))
+        self.index = self._build_index()
+        self.http = http_client(reactor)
+        self.connectors = build_connectors(
+            ConnectorDeps(reactor, self.db, lambda: self.settings.current, self.http))
+        self.engine = self._build_engine(extra_job_types)
+        self.scheduler = self._add(
+            "scheduler", Scheduler(reactor, self.engine, self.settings, connectors=self.connectors))
+        follow(self.settings, "workers", self.engine.set_workers)
+        follow(self.settings, "embedding_model", self._switch_models)
+        self._rescan_if_recovered()
+        self.watcher = self._add("watcher", VaultWatcher(
+            reactor, lambda: self.settings.get("vault_path"), self.engine.submit,
+            pool_runner(reactor, self._job_pool)))
+        follow(self.settings, "vault_path", self.watcher.watch)
+        self.web = self._build_web(token)
+        self._watch_parent()
+
+    def _add(self, name: str, child: _Child) -> _Child:
+        """Make C{child} the next child, called C{name}."""
+        child.setName(name)
+        child.setServiceParent(self)
+        return child
+
+    def _threads(self, name: str, pool: ThreadPool) -> ThreadPool:
+        """A thread pool started and stopped with the tree."""
+        self._add(name, ThreadPoolService(self._reactor, pool))
+        return pool
+
+    def submit(self, job_type: str, payload: Any) -> Deferred[tuple[Job, bool]]:
+        """Queue a job on the engine (see L{JobEngine.submit})."""
+        return self.engine.submit(job_type, payload)
+
+    def _load_settings(self) -> SettingsStore:
+        settings = SettingsStore(self.config.settings_path,
+                                 pool_runner(self._reactor, self._reactor.getThreadPool()))
+        settings.load()
+        if self.config.vault is not None:
+            settings.override({"vault_path": str(self.config.vault)})
+        return settings
+
+    def _build_index(self) -> VaultIndex:
+        """
+        The vault index, with the embedders on their own thread: the models search
+        used last (recorded in the database), switching to the setting's if they
+        differ (a switch a stop or crash interrupted goes on).
+        """
+        reactor = self._reactor
+        # Two threads: while a batch of a model being switched to is embedded, a query
+        # to the active model (another worker process) need not wait behind it.
+        embed_pool = self._threads("embed-threads", ThreadPool(1, 2, "enttok-embed"))
+        wanted = parse_models(self.settings.get("embedding_model"))
+        active = starting_models(self.db.connection, wanted)
+        hnsw = self.config.db_path.with_name("index.hnsw")
+
+        def vectors_for(model_id: str) -> VectorIndex:
+            return VectorIndex(model_file(hnsw, model_id))
+
+        # (Looked up when called: the tests replace embedder_for.)
+        first = embedder_for(active[0])
+        index = VaultIndex(reactor, self.db, first, vectors_for(str(first.model_id)),
+                           pool_runner(reactor, self._job_pool), pool_runner(reactor, embed_pool),
+                           active[0], make_embedder=lambda name: embedder_for(name),
+                           vectors_for=vectors_for, more=active[1:])
+        index.use_models(wanted, prepare=False)
+        self._add("index", IndexService(reactor, index, self.submit))
+        return index
+
+    def _switch_models(self, setting: str | None) -> None:
+        # The new models' vectors are embedded in the background; search goes on
+        # with the old ones until they are complete.
+        if self.index.use_models(parse_models(setting)):
+            self.submit("index.embed", {}).addErrback(
+                lambda f: log.failure("could not queue index.embed", f))
+
+    def _build_engine(self, extra_job_types: Iterable[JobType]) -> JobEngine:
+        registry = registry_for(self._reactor, self.db, self.settings, self.index, self.submit,
+                                self.http, self.connectors)
+        for job_type in extra_job_types:
+            registry.register(job_type)
+        return self._add("jobs", JobEngine(
+            self._reactor, self.db, registry, self.bus, pool_runner(self._reactor, self._job_pool),
+            self._reactor.callFromThread, workers=self.settings.get("workers")))
+
+    def _rescan_if_recovered(self) -> None:
+        """After a damaged database was replaced, rebuild the index from the vault."""
+        if self.db.recovered and self.settings.get("vault_path"):
+            self._reactor.callWhenRunning(lambda: self.submit("vault.scan", {}).addErrback(
+                lambda f: log.failure("could not queue the rebuilding scan", f)))
+
+    def status(self) -> Mapping[str, Any]:
+        """What C{GET /status} reports beyond the API's own fields."""
+        return {**self.engine.status(), "scheduler": self.scheduler.status(),
+                "database": {"damaged": self.db.damage is not None, "error": self.db.damage}}
+
+    def _build_web(self, token: str) -> WebService:
+        """The API and C{/events} behind the guard, listening on 127.0.0.1 already."""
+        reactor, settings = self._reactor, self.settings
+        # Appends to daily notes get threads of their own: not queued behind indexing work.
+        api = BackendAPI(reactor, settings, self.status, self.engine, self.index, self.db,
+                         connectors=self.connectors,
+                         run_blocking=pool_runner(reactor, reactor.getThreadPool()))
+        guard = Guard(api.resource(), events_resource(EventStream(self.bus, self.db)), token,
+                      lambda: settings.get("allowed_origins"))
+        site = APISite(guard, timeout=HTTP_TIMEOUT,
+                       logFormatter=redacting_formatter(self.secrets))
+        web = WebService(reactor, self.config.port, site, guard)
+        try:
+            web.bind()
+        except CannotListenError as e:
+            raise ConfigError(
+                f"cannot listen on 127.0.0.1:{self.config.port}: {e.socketError}") from None
+        return self._add("web", web)
+
+    def _watch_parent(self) -> None:
+        """Stop when standard input closes or the parent process goes, if configured."""
+        if self.config.exit_on_stdin_close:
+            self._add("stdin-watch", StdinWatcher(self._reactor))
+        if self.config.parent_pid is not None:
+            PeriodicService(self._reactor, 1.0, parent_watch(self._reactor, self.config.parent_pid),
+                            "parent-watch").setServiceParent(self)
 
 
 def from_config(reactor: Any, config: Config,
-                extra_job_types: Iterable[JobType] = ()) -> MultiService:
+                extra_job_types: Iterable[JobType] = ()) -> EnttokService:
     """
     Build (and bind) the whole daemon; nothing runs until the reactor does.
 
     @param extra_job_types: more job types to register (tests and benchmarks).
     @raise ConfigError: when the daemon cannot start (e.g. the port is taken).
     """
-    top = OrderedServices()
-    token = config.token or load_or_create_token(config.token_path)
-    if config.token is None:
-        log.info("token stored in {path}", path=str(config.token_path))
-
-    settings = SettingsStore(config.settings_path, pool_runner(reactor, reactor.getThreadPool()))
-    settings.load()
-    if config.vault is not None:
-        settings.override({"vault_path": str(config.vault)})
-
-    secrets = [token, *secrets_of(settings.current)]
-
-    def secrets_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        secrets[1:] = secrets_of(new)
-
-    settings.subscribe(secrets_changed)
-    JSONLogService(config.log_dir, lambda: secrets).setServiceParent(top)
-
-    db = open_database(reactor, config, top)
-    job_pool = ThreadPool(1, 2, "enttok-jobs")
-    ThreadPoolService(reactor, job_pool).setServiceParent(top)
-    bus = EventBus(max(job_store.max_event_id(db.connection),
-                       job_store.pruned_through(db.connection)))
-    index = build_index(reactor, db, settings, config, job_pool, top,
-                        lambda job_type, payload: engine.submit(job_type, payload))
-    http = http_client(reactor)
-    connectors = build_connectors(ConnectorDeps(reactor, db, lambda: settings.current, http))
-    registry = registry_for(reactor, db, settings, index,
-                            lambda job_type, payload: engine.submit(job_type, payload),
-                            http, connectors)
-    for job_type in extra_job_types:
-        registry.register(job_type)
-    engine = JobEngine(reactor, db, registry, bus,
-                       pool_runner(reactor, job_pool), reactor.callFromThread,
-                       workers=settings.get("workers"))
-    engine.setName("jobs")
-    engine.setServiceParent(top)
-    scheduler = Scheduler(reactor, engine, settings, connectors=connectors)
-    scheduler.setName("scheduler")
-    scheduler.setServiceParent(top)
-
-    def workers_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        if old["workers"] != new["workers"]:
-            engine.set_workers(new["workers"])
-
-    settings.subscribe(workers_changed)
-
-    def model_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        # The new models' vectors are embedded in the background; search goes on
-        # with the old ones until they are complete.
-        if old["embedding_model"] != new["embedding_model"] and index.use_models(
-                parse_models(new["embedding_model"])):
-            engine.submit("index.embed", {}).addErrback(
-                lambda f: log.failure("could not queue index.embed", f))
-
-    settings.subscribe(model_changed)
-
-    if db.recovered and settings.get("vault_path"):
-        reactor.callWhenRunning(lambda: engine.submit("vault.scan", {}).addErrback(
-            lambda f: log.failure("could not queue the rebuilding scan", f)))
-
-    watcher = VaultWatcher(reactor, lambda: settings.get("vault_path"), engine.submit,
-                           pool_runner(reactor, job_pool))
-    watcher.setName("watcher")
-    watcher.setServiceParent(top)
-
-    def vault_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-        if old["vault_path"] != new["vault_path"]:
-            watcher.watch(new["vault_path"])
-
-    settings.subscribe(vault_changed)
-
-    def status() -> Mapping[str, Any]:
-        return {**engine.status(), "scheduler": scheduler.status(),
-                "database": {"damaged": db.damage is not None, "error": db.damage}}
-
-    # Appends to daily notes get threads of their own: not queued behind indexing work.
-    api = BackendAPI(reactor, settings, status, engine, index, db, connectors=connectors,
-                     run_blocking=pool_runner(reactor, reactor.getThreadPool()))
-    stream = EventStream(bus, db)
-    guard = Guard(api.resource(), events_resource(stream), token,
-                  lambda: settings.get("allowed_origins"))
-    site = APISite(guard, timeout=HTTP_TIMEOUT, logFormatter=redacting_formatter(lambda: secrets))
-    web = WebService(reactor, config.port, site, guard)
-    try:
-        web.bind()
-    except CannotListenError as e:
-        raise ConfigError(f"cannot listen on 127.0.0.1:{config.port}: {e.socketError}") from None
-    web.setName("web")
-    web.setServiceParent(top)
-
-    if config.exit_on_stdin_close:
-        StdinWatcher(reactor).setServiceParent(top)
-    if config.parent_pid is not None:
-        PeriodicService(reactor, 1.0, parent_watch(reactor, config.parent_pid),
-                        "parent-watch").setServiceParent(top)
-    return top
+    return EnttokService(reactor, config, extra_job_types)

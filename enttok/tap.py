@@ -32,7 +32,10 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> IService:
-    """Build the daemon; a bad setting ends the process with one line on stderr."""
+    """
+    Build the daemon's L{enttok.service.EnttokService}; a bad setting ends the
+    process with one line on stderr.
+    """
     from twisted.internet import reactor
 
     try:
@@ -40,9 +43,9 @@ def makeService(options: Options) -> IService:
         prepare_directories(config)
         # Imported only now, so a bad option is reported at once.
         from enttok.lifecycle import exit_cleanly_on_sigterm
-        from enttok.service import from_config
+        from enttok.service import EnttokService
 
-        service = from_config(reactor, config)
+        service = EnttokService(reactor, config)
     except ConfigError as e:
         sys.stderr.write(f"enttok: {e}\n")
         sys.stderr.flush()
