@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import yaml
 from treq.testing import StubTreq
 
+from enttok.api import activity as activity_api
 from enttok.api.app import BackendAPI, StatusSource, idle_status
 from enttok.api.guard import Guard
+from enttok.connectors import activity as activity_store
+from enttok.connectors.activity import Activity
 from enttok.connectors.github import store as gh_store
 from enttok.connectors.github.normalize import ActivityItem
 from enttok.store import Database
@@ -16,6 +21,7 @@ from enttok.threads import run_inline
 from tests.test_api import PORT, TOKEN, APITestCase
 
 WEB = "https://github.com"
+SPEC = Path(__file__).parent.parent / "docs" / "openapi.yaml"
 
 
 def epoch(text: str) -> float:
@@ -39,6 +45,24 @@ ITEMS = {
     # UTC 05-01, Seoul 05-02 00:30
     "d": ("default", item("comment:o/b:9", "comment", "o/b", "2024-05-02T10:00:00Z", 2)),
     "w": ("work", item("pr_opened:o/a#1", "pr_opened", "o/a", "2024-05-01T12:00:00Z")),
+}
+
+#: name -> (source, item), all in the default workspace, written by L{ActivityTests.others}.
+#: Their ids are their whole identities (no workspace prefix to cut).
+OTHERS = {
+    # UTC 04-30 15:00, Seoul 05-01 00:00 (the first instant of the Seoul day).
+    "m": ("calendar", Activity("calendar:주간-회의@example.com:2024-04-30T15:00:00Z", "event",
+                               "주간 회의 (팀 동기화)", "2024-04-30T15:00:00Z",
+                               {"location": "회의실 3"})),
+    # UTC 05-01, Seoul 05-01 23:59:59 (the last second of the Seoul day).
+    "g": ("git", Activity("git:4f1c0d9e", "commit", "로그인 오류 고침", "2024-05-01T14:59:59Z",
+                          {"branch": "main"}, repo="일기장")),
+    # UTC 05-01, Seoul 05-02 00:00.
+    "h": ("git", Activity("git:77aa01b2", "commit", "한글 파일 이름 정규화 (NFC)",
+                          "2024-05-01T15:00:00Z", {"branch": "기능/정규화"}, repo="일기장")),
+    # A git commit whose patch id looks like a GitHub item's tail: the ids stay apart.
+    "x": ("git", Activity("git:o/b:abc", "commit", "같은 꼬리", "2024-05-01T08:00:00Z",
+                          repo="o/b")),
 }
 
 
@@ -66,17 +90,32 @@ class ActivityTests(APITestCase):
         body: dict[str, Any] = response.json()
         return body
 
+    def others(self) -> None:
+        """Write L{OTHERS} as their connectors do, through the shared writer."""
+        for source, one in OTHERS.values():
+            activity_store.save(self.db.connection, source, [one], "2024-05-03T00:00:00Z")
+
+    def expected(self, workspace: str) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+        """C{{(source, id): (name, the item answered)}} for a workspace."""
+        found: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {("github", i.identity): (name, {
+            "source": "github", "kind": i.kind, "repo": i.repo, "number": i.number,
+            "title": i.title, "url": i.url, "occurred_at": i.occurred_at, "id": i.identity})
+            for name, (ws, i) in ITEMS.items() if ws == workspace}
+        if workspace == "default":
+            found.update({(source, i.identity): (name, {
+                "source": source, "kind": i.kind, "repo": i.repo, "number": None,
+                "title": i.title, "url": None, "occurred_at": i.occurred_at, "id": i.identity})
+                for name, (source, i) in OTHERS.items()})
+        return found
+
     def names(self, query: str) -> list[str]:
-        """The items answered, by their names in L{ITEMS} (checked in full)."""
-        by_key = {(ws, i.identity): name for name, (ws, i) in ITEMS.items()}
+        """The items answered, by their names in L{ITEMS} and L{OTHERS} (checked in full)."""
         workspace = "work" if "workspace_id=work" in query else "default"
+        expected = self.expected(workspace)
         names = []
         for got in self.activity(query)["items"]:
-            name = by_key[(workspace, got["id"])]
-            one = ITEMS[name][1]
-            self.assertEqual(got, {"kind": one.kind, "repo": one.repo, "number": one.number,
-                                   "title": one.title, "url": one.url,
-                                   "occurred_at": one.occurred_at, "id": one.identity})
+            name, one = expected[(got["source"], got["id"])]
+            self.assertEqual(got, one)
             names.append(name)
         return names
 
@@ -167,6 +206,67 @@ class ActivityTests(APITestCase):
             response = self.request("GET", f"/activity?{query}")
             error = self.assertError(response, 400, "invalid_query")
             self.assertEqual(error["details"], {"field": field}, query)
+
+    def test_every_source_in_utc(self) -> None:
+        self.others()
+        self.zone("UTC")
+        self.assertEqual(self.names("date=2024-04-30"), ["m", "c"])
+        self.assertEqual(self.names("date=2024-05-01"), ["e", "x", "a", "g", "h", "b"])
+        items = self.activity("date=2024-05-01")["items"]
+        self.assertEqual([(i["source"], i["id"]) for i in items[:2]],
+                         [("github", "commit:o/b:abc"), ("git", "git:o/b:abc")])
+
+    def test_every_source_by_the_seoul_day(self) -> None:
+        self.others()
+        self.zone("Asia/Seoul")
+        self.assertEqual(self.names("date=2024-04-30"), [])
+        self.assertEqual(self.names("date=2024-05-01"), ["m", "c", "e", "x", "a", "g"])
+        self.assertEqual(self.names("date=2024-05-02"), ["h", "b", "d"])
+        self.assertEqual(self.names("date=2024-05-01&source=calendar"), ["m"])
+        self.assertEqual(self.names("date=2024-05-02&source=git"), ["h"])
+
+    def test_source_filter(self) -> None:
+        self.others()
+        self.zone("UTC")
+        span = "from=2024-04-01&to=2024-05-31"
+        self.assertEqual(self.names(f"{span}&source=git"), ["x", "g", "h"])
+        self.assertEqual(self.names(f"{span}&source=calendar"), ["m"])
+        self.assertEqual(self.names(f"{span}&source=github"), ["c", "e", "a", "b", "d"])
+        self.assertEqual(self.names(f"{span}&source=calendar,git"), ["m", "x", "g", "h"])
+        self.assertEqual(self.names(f"{span}&source=git&repo=일기장"), ["g", "h"])
+        self.assertEqual(self.names(f"{span}&source=git&repo=o/b&kind=commit"), ["x"])
+        self.assertEqual(self.names(f"{span}&source=calendar&kind=commit"), [])
+        self.assertEqual(self.names(f"{span}&source=github&workspace_id=work"), ["w"])
+        self.assertEqual(self.names(f"{span}&source=git&workspace_id=work"), [])
+        self.assertEqual(len(self.names(f"{span}&source=")), 9)
+
+    def test_unknown_sources_are_refused(self) -> None:
+        for value in ("gitlab", "GIT", "git,jira", "github ", "깃"):
+            response = self.request("GET", f"/activity?date=2024-05-01&source={value}")
+            error = self.assertError(response, 400, "invalid_query")
+            self.assertEqual(error["details"], {"field": "source"}, value)
+        response = self.request("GET", "/activity?source=git&source=calendar")
+        self.assertEqual(self.assertError(response, 400, "invalid_query")["details"],
+                         {"field": "source"})
+
+    def test_the_spec_describes_the_query_and_the_items(self) -> None:
+        spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+        params = {p["name"]: p for p in spec["paths"]["/activity"]["get"]["parameters"]}
+        self.assertEqual(set(params), activity_api._PARAMS)
+        for source in activity_store.SOURCES:
+            self.assertIn(f"`{source}`", params["source"]["description"])
+        schema = spec["components"]["schemas"]["ActivityItem"]
+        self.assertEqual(schema["properties"]["source"]["enum"], list(activity_store.SOURCES))
+        self.assertEqual(set(schema["required"]), set(schema["properties"]))
+        self.others()
+        self.zone("UTC")
+        items = self.activity("from=2024-04-30&to=2024-05-02")["items"]
+        self.assertEqual({i["source"] for i in items}, set(activity_store.SOURCES))
+        for one in items:
+            self.assertEqual(set(one), set(schema["properties"]))
+            for name, value in one.items():
+                if value is None:
+                    self.assertTrue(schema["properties"][name].get("nullable"), name)
 
     def test_longest_range(self) -> None:
         self.zone("UTC")

@@ -11,16 +11,33 @@ from twisted.web.iweb import IRequest
 from enttok.api.errors import APIError
 from enttok.api.requests import json_bytes, query_arg, query_day, refuse_unknown_args
 from enttok.common.times import day_bounds, user_timezone
-from enttok.connectors.github import store as gh_store
+from enttok.connectors import activity as activity_store
 from enttok.store import Database
 
-_PARAMS = {"date", "from", "to", "repo", "kind", "workspace_id"}
+_PARAMS = {"date", "from", "to", "repo", "kind", "source", "workspace_id"}
 #: Python 3.11's date.fromisoformat also takes 20240501 and 2024-W18-3.
 MAX_DAYS = 366
 
 
+def _sources(request: IRequest) -> list[str]:
+    """The comma-separated C{source} filter, each a known source (400 otherwise)."""
+    sources = [s for s in (query_arg(request, "source") or "").split(",") if s]
+    unknown = sorted(set(sources) - set(activity_store.SOURCES))
+    if unknown:
+        raise APIError(400, "invalid_query",
+                       f"unknown source {unknown[0]!r}: one of {', '.join(activity_store.SOURCES)}",
+                       {"field": "source"})
+    return sources
+
+
 def activity(db: Database, request: IRequest, timezone: str | None,
              today: date) -> Deferred[bytes]:
+    """
+    Answer C{GET /activity}: the items of every source (or those of
+    C{source}) in the days asked, whose bounds are in C{timezone}.
+
+    @raise APIError: 400 on an unknown argument, a bad day or range, an unknown source.
+    """
     refuse_unknown_args(request, _PARAMS)
     day, first, last = (query_day(request, name) for name in ("date", "from", "to"))
     if day is not None and (first or last):
@@ -32,9 +49,11 @@ def activity(db: Database, request: IRequest, timezone: str | None,
         raise APIError(400, "invalid_query", f"from..to must be 1 to {MAX_DAYS} days",
                        {"field": "to"})
     kinds = [k for k in (query_arg(request, "kind") or "").split(",") if k]
+    sources = _sources(request)
     start, end = day_bounds(first, last, user_timezone(timezone))
-    d = db.run(gh_store.list_activity, query_arg(request, "workspace_id") or "default", start, end,
-               query_arg(request, "repo"), kinds)
+    d = db.run(activity_store.list_items,
+               query_arg(request, "workspace_id") or activity_store.DEFAULT_WORKSPACE,
+               start, end, query_arg(request, "repo"), kinds, sources)
 
     def answer(items: list[dict[str, Any]]) -> bytes:
         return json_bytes(request, {"from": first.isoformat(), "to": last.isoformat(),

@@ -95,3 +95,41 @@ def save(conn: sqlite3.Connection, source: str, items: Sequence[Activity], now: 
                 "on conflict(connector) do update set cursor = excluded.cursor, "
                 "last_sync_at = excluded.last_sync_at", (state_key, text, now))
     return int(new)
+
+
+#: The C{source} values the built-in connectors write (C{GET /activity?source=}).
+SOURCES = ("github", "git", "calendar")
+
+
+def public_id(source: str, identity: str) -> str:
+    """
+    The id clients see: a GitHub identity without its C{"{workspace}:"}
+    prefix (as it always was), any other source's identity whole
+    (C{"git:<patch-id>"}, C{"calendar:<uid>:<start>"}).
+    """
+    return identity.split(":", 1)[1] if source == "github" else identity
+
+
+def list_items(conn: sqlite3.Connection, workspace: str, start: str, end: str,
+               repo: str | None = None, kinds: Sequence[str] = (),
+               sources: Sequence[str] = (), limit: int = 1000) -> list[dict[str, Any]]:
+    """
+    Items of every source with C{start <= occurred_at < end} (UTC ISO
+    strings), oldest first; C{repo}, C{kinds} and C{sources} narrow them
+    when given.
+    """
+    where = ["workspace = ?", "occurred_at >= ?", "occurred_at < ?"]
+    args: list[Any] = [workspace, start, end]
+    if repo:
+        where.append("repo = ?")
+        args.append(repo)
+    for column, values in (("kind", kinds), ("source", sources)):
+        if values:
+            where.append(f"{column} in ({','.join('?' * len(values))})")
+            args.extend(values)
+    rows = conn.execute(
+        f"select source, kind, repo, number, title, url, occurred_at, identity from activity "
+        f"where {' and '.join(where)} order by occurred_at, item_id limit ?",
+        (*args, limit)).fetchall()
+    return [{"source": r[0], "kind": r[1], "repo": r[2], "number": r[3], "title": r[4],
+             "url": r[5], "occurred_at": r[6], "id": public_id(r[0], r[7])} for r in rows]

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from enttok.connectors import activity
 from enttok.connectors.github.normalize import ActivityItem
 from enttok.store.db import transaction
 
@@ -125,18 +126,5 @@ def set_pull_title(conn: sqlite3.Connection, workspace: str, repo: str, number: 
 def list_activity(conn: sqlite3.Connection, workspace: str, start: str, end: str,
                   repo: str | None = None, kinds: Sequence[str] = (),
                   limit: int = 1000) -> list[dict[str, Any]]:
-    """Items with C{start <= occurred_at < end} (UTC ISO strings), oldest first."""
-    where = ["workspace = ?", "occurred_at >= ?", "occurred_at < ?"]
-    args: list[Any] = [workspace, start, end]
-    if repo:
-        where.append("repo = ?")
-        args.append(repo)
-    if kinds:
-        where.append(f"kind in ({','.join('?' * len(kinds))})")
-        args.extend(kinds)
-    rows = conn.execute(
-        f"select kind, repo, number, title, url, occurred_at, identity from activity "
-        f"where {' and '.join(where)} order by occurred_at, item_id limit ?",
-        (*args, limit)).fetchall()
-    return [{"kind": r[0], "repo": r[1], "number": r[2], "title": r[3], "url": r[4],
-             "occurred_at": r[5], "id": r[6].split(":", 1)[1]} for r in rows]
+    """Items of every source in C{[start, end)}: see L{activity.list_items}."""
+    return activity.list_items(conn, workspace, start, end, repo, kinds, limit=limit)
