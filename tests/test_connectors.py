@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import types
+import unicodedata
 import uuid
 import zipfile
 from collections import Counter
@@ -277,7 +278,8 @@ class ConnectorsAPITests(APITestCase):
         self.assertEqual(found["calendar"], {
             "id": "calendar", "name": "Calendar", "job_type": "connector.calendar.sync",
             "configured": False, "enabled": False, "interval_minutes": None,
-            "last_sync_at": None, "cursor": None, "last_job": None, "last_error": None})
+            "last_sync_at": None, "cursor_summary": None, "last_job": None,
+            "last_error": None})
         self.assertEqual(found["github"]["name"], "GitHub")
 
     def test_settings_cursor_and_jobs_are_reported(self) -> None:
@@ -293,12 +295,68 @@ class ConnectorsAPITests(APITestCase):
         self.assertEqual((calendar["configured"], calendar["enabled"],
                           calendar["interval_minutes"], calendar["last_sync_at"]),
                          (True, True, 30, "2024-05-01T12:00:00Z"))
-        self.assertEqual(json.loads(calendar["cursor"])["events"], 0)
+        result = self.h.stored(job_id).result
+        self.assertEqual(calendar["cursor_summary"],
+                         {"window": result["window"], "files": 0, "events": 0})
         self.assertEqual(calendar["last_job"], {"job_id": job_id, "status": "succeeded",
                                                 "finished_at": "2024-05-01T12:00:00Z"})
         self.assertIsNone(calendar["last_error"])
         self.assertEqual((found["github"]["configured"], found["github"]["interval_minutes"]),
                          (True, 10))
+
+    def save_cursor(self, state_key: str, source: str, cursor: dict[str, Any] | str,
+                    now: str = "2024-05-01T12:00:00Z") -> None:
+        self.successResultOf(self.h.db.run(activity.save, source, [], now, state_key, cursor))
+
+    def test_a_git_cursor_is_summed_up(self) -> None:
+        # 150 repositories (Korean and NFD folder names among them), 1 to 4 branches each:
+        # the cursor runs to tens of kilobytes, its summary to three fields.
+        repos = {}
+        for n in range(150):
+            name = f"/home/사용자/코드/저장소-{n}" if n % 2 else f"/srv/{'가나다'}-{n}"
+            if n % 3 == 0:
+                name = unicodedata.normalize("NFD", name)
+            repos[name] = {"branches": {
+                f"기능/{b}": {"tip": uuid.uuid4().hex * 2,
+                             "synced_at": f"2024-04-{10 + (n + b) % 20:02d}T08:00:00Z"}
+                for b in range(1 + n % 4)}}
+        repos["/srv/empty"] = {"branches": {}}
+        cursor = {"repos": repos}
+        self.save_cursor("git", "git", cursor)
+        response = self.request("GET", "/connectors")
+        self.assertLess(len(response.body), 4000)
+        self.assertGreater(len(json.dumps(cursor)), 10 * len(response.body))
+        summary = self.listing()["git"]["cursor_summary"]
+        self.assertEqual(summary, {
+            "repositories": 151,
+            "branches": sum(1 + n % 4 for n in range(150)),
+            "newest_sync_at": max(b["synced_at"] for r in repos.values()
+                                  for b in r["branches"].values())})
+        self.assertEqual(summary["newest_sync_at"], "2024-04-29T08:00:00Z")
+
+    def test_a_github_cursor_is_summed_up(self) -> None:
+        self.save_cursor("github:default", "github", {
+            "since": "2024-04-01T00:00:00Z",
+            "repos": {"o/일기": {"issues": "2024-04-30T10:00:00Z",
+                                "commits": "2024-04-29T00:00:00Z"},
+                      "o/b": {"commits": "2024-05-01T00:00:00Z"}},
+            "title_misses": {"o/b#12": "2024-04-30T00:00:00Z"}})
+        self.assertEqual(self.listing()["github"]["cursor_summary"], {
+            "since": "2024-04-01T00:00:00Z", "repositories": 2,
+            "newest": "2024-05-01T00:00:00Z", "title_misses": 1})
+
+    def test_cursors_of_other_shapes_are_summed_up_as_far_as_they_go(self) -> None:
+        self.save_cursor("git", "git", "not json at all")
+        self.save_cursor("calendar", "calendar", {"window": ["2024-04-24T00:00:00Z"],
+                                                  "files": "3", "events": True})
+        self.save_cursor("github:default", "github", {"repos": ["o/a"], "since": 5})
+        found = self.listing()
+        self.assertEqual(found["git"]["cursor_summary"],
+                         {"repositories": 0, "branches": 0, "newest_sync_at": None})
+        self.assertEqual(found["calendar"]["cursor_summary"],
+                         {"window": None, "files": None, "events": None})
+        self.assertEqual(found["github"]["cursor_summary"],
+                         {"since": None, "repositories": 0, "newest": None, "title_misses": 0})
 
     def test_the_last_failure_is_reported_until_a_sync_succeeds(self) -> None:
         # No token: the GitHub sync fails as github_auth.
@@ -319,6 +377,7 @@ class ConnectorsAPITests(APITestCase):
         self.h.submit(self, "connector.github.sync")
         self.successResultOf(self.h.db.run(activity.save, "calendar", [], "2024-05-01T00:00:00Z",
                                            "calendar", {"events": 0}))
+        self.save_cursor("git", "git", {"repos": {"/r": {"branches": {}}}})
         for entry in self.listing().values():
             self.assertEqual(set(entry), set(schema["properties"]))
             self.assertEqual(set(schema["required"]), set(schema["properties"]))
@@ -332,6 +391,12 @@ class ConnectorsAPITests(APITestCase):
                               schema["properties"]["last_job"]["properties"]["status"]["enum"])
             if entry["last_error"] is not None:
                 self.assertEqual(set(entry["last_error"]), {"code", "message"})
+            if entry["cursor_summary"] is not None:
+                summary = schema["properties"]["cursor_summary"]["properties"]
+                self.assertLessEqual(set(entry["cursor_summary"]), set(summary), entry["id"])
+                for name, value in entry["cursor_summary"].items():
+                    if value is None:
+                        self.assertTrue(summary[name].get("nullable"), name)
 
     def test_without_a_database_the_route_is_absent(self) -> None:
         self.api = BackendAPI(self.clock, self.settings)

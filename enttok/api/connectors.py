@@ -1,4 +1,4 @@
-"""C{GET /connectors}: every connector with its settings state, cursor and last job."""
+"""C{GET /connectors}: every connector with its settings state, cursor summary and last job."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from enttok.api.requests import json_bytes, refuse_unknown_args
-from enttok.connectors import activity
+from enttok.connectors import activity, cursors
 from enttok.connectors.interface import IConnector, job_type_name
 from enttok.jobs import store as job_store
 from enttok.jobs.model import TERMINAL, Job
@@ -50,7 +50,7 @@ def connector_states(conn: sqlite3.Connection, connectors: Sequence[IConnector],
             "enabled": bool(connector.enabled(settings)),
             "interval_minutes": connector.interval_minutes(settings) or None,
             "last_sync_at": state.last_sync_at,
-            "cursor": state.cursor,
+            "cursor_summary": cursors.summarize(connector.connector_id, state.cursor),
             "last_job": _last_job(latest[0] if latest else None),
             "last_error": _last_error(finished[0] if finished else None),
         })
