@@ -246,17 +246,19 @@ describe("the dashboard in Chromium against a real backend", () => {
       connectors: [
         {
           id: "github", name: "GitHub", job_type: "connector.github.sync", configured: true, enabled: true,
-          interval_minutes: 15, last_sync_at: "2026-12-01T08:00:00Z", cursor: "etag-1",
+          interval_minutes: 15, last_sync_at: "2026-12-01T08:00:00Z",
+          cursor_summary: { since: null, repositories: 1, newest: "2026-12-01T07:00:00Z", title_misses: 0 },
           last_job: { job_id: "job_7", status: "failed", finished_at: "2026-12-01T08:10:00Z" },
           last_error: { code: "github_unauthorized", message: "the token was refused (401)" },
         },
         {
           id: "git", name: "Local git", job_type: "connector.git.sync", configured: false, enabled: false,
-          interval_minutes: null, last_sync_at: null, cursor: null, last_job: null, last_error: null,
+          interval_minutes: null, last_sync_at: null, cursor_summary: null, last_job: null, last_error: null,
         },
         {
           id: "calendar", name: "Calendar", job_type: "connector.calendar.sync", configured: true, enabled: true,
-          interval_minutes: 60, last_sync_at: "2026-12-01T09:00:00Z", cursor: "c",
+          interval_minutes: 60, last_sync_at: "2026-12-01T09:00:00Z",
+          cursor_summary: { window: { start: "2026-11-24T00:00:00Z", end: "2026-12-16T00:00:00Z" }, files: 2, events: 1 },
           last_job: { job_id: "job_9", status: "succeeded", finished_at: "2026-12-01T09:00:01Z" }, last_error: null,
         },
       ],
@@ -280,9 +282,13 @@ describe("the dashboard in Chromium against a real backend", () => {
       assert.equal(await git.getByTestId("connector-last-sync").innerText(), "Last sync: never");
       assert.ok(await git.getByRole("button", { name: "Sync Local git now" }).isDisabled());
       assert.equal(await git.getByTestId("connector-error").count(), 0);
+      assert.equal(await git.getByTestId("connector-coverage").count(), 0);
+      assert.equal(await github.getByTestId("connector-coverage").innerText(), "1 repository");
       const calendar = list.locator('li[data-connector="calendar"]');
       assert.equal(await calendar.getByTestId("connector-state").innerText(), "ok");
       assert.match(await calendar.innerText(), /every 60 min/);
+      assert.equal(await calendar.getByTestId("connector-coverage").innerText(),
+        "2026-11-24 to 2026-12-16, 1 event");
     } finally {
       await page.unroute(url);
     }

@@ -135,6 +135,20 @@ export interface AppendResult extends NoteState {
   index_job_id: string | null;
 }
 
+/** GET /connectors' cursor_summary: git, calendar and GitHub fill some of these. */
+export interface CursorSummary {
+  repositories?: number;
+  branches?: number;
+  newest_sync_at?: string | null;
+  window?: { start: string; end: string } | null;
+  files?: number | null;
+  events?: number | null;
+  since?: string | null;
+  newest?: string | null;
+  title_misses?: number;
+  chars?: number;
+}
+
 /** One entry of GET /connectors. */
 export interface ConnectorState {
   id: string;
@@ -144,7 +158,8 @@ export interface ConnectorState {
   enabled: boolean;
   interval_minutes: number | null;
   last_sync_at: string | null;
-  cursor: string | null;
+  /** The cursor in a few fields; keys depend on the connector (null before its first sync). */
+  cursor_summary: CursorSummary | null;
   last_job: { job_id: string; status: JobStatus; finished_at: string | null } | null;
   last_error: JobError | null;
 }

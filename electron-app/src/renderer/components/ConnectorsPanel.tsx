@@ -2,7 +2,7 @@
 import { useEffect, useState } from "react";
 
 import { ApiError, type BackendClient } from "../api/client";
-import type { ConnectorState, Job, SubmittedJob } from "../api/types";
+import type { ConnectorState, CursorSummary, Job, SubmittedJob } from "../api/types";
 import { errorText, when } from "../format";
 import { Panel } from "./Panel";
 
@@ -26,6 +26,31 @@ function stateOf(c: ConnectorState): { label: string; tone: string } {
     return { label: "failing", tone: "bad" };
   }
   return { label: c.last_sync_at ? "ok" : "never synced", tone: c.last_sync_at ? "ok" : "warn" };
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** What the cursor covers, in a few words ("" when there is nothing to say). */
+function coverage(s: CursorSummary | null): string {
+  if (!s) {
+    return "";
+  }
+  const parts: string[] = [];
+  if (s.window) {
+    parts.push(`${s.window.start.slice(0, 10)} to ${s.window.end.slice(0, 10)}`);
+  }
+  if (typeof s.events === "number") {
+    parts.push(plural(s.events, "event", "events"));
+  }
+  if (typeof s.repositories === "number") {
+    parts.push(plural(s.repositories, "repository", "repositories"));
+  }
+  if (typeof s.branches === "number") {
+    parts.push(plural(s.branches, "branch", "branches"));
+  }
+  return parts.join(", ");
 }
 
 export function ConnectorsPanel({ client, refreshKey, onSubmitted }: ConnectorsPanelProps) {
@@ -89,6 +114,7 @@ export function ConnectorsPanel({ client, refreshKey, onSubmitted }: ConnectorsP
       <ul className="connectors" data-testid="connectors">
         {(connectors ?? []).map((c) => {
           const state = stateOf(c);
+          const covers = coverage(c.cursor_summary);
           return (
             <li key={c.id} className="connector" data-connector={c.id} data-state={state.label}>
               <div className="connector-head">
@@ -112,6 +138,12 @@ export function ConnectorsPanel({ client, refreshKey, onSubmitted }: ConnectorsP
                 </span>
                 {" · "}
                 <span>{c.interval_minutes ? `every ${c.interval_minutes} min` : "manual only"}</span>
+                {covers && (
+                  <>
+                    {" · "}
+                    <span data-testid="connector-coverage">{covers}</span>
+                  </>
+                )}
                 {c.last_job && (
                   <>
                     {" · "}
