@@ -3,7 +3,7 @@
 A new user's first minutes: the daemon indexes a vault, the model loads, and the
 process is killed while it loads (the app quit, the machine slept), again and
 again. Each start must find the chunks left without vectors and embed them with
-no user action; a crash while the model loads uses up nothing that would stop it.
+no user action; a crash while the model loads uses up none of a job's attempts.
 
 The daemon runs with a test embedder (L{SlowLoadEmbedder}) whose load takes as
 long as C{ENTTOK_TEST_LOAD_SECONDS} says and which writes C{ENTTOK_TEST_LOAD_MARKER}
@@ -128,6 +128,8 @@ class ModelLoadKillTests(SynchronousTestCase):
         print(f"\n  converged {time.monotonic() - started:.1f} s after the start that followed "
               f"{KILLS} kills during the model load: {status['chunks']} chunks")
         self.assertEqual(status["notes"], NOTES)
+        # No job used up its attempts: a death during the model load is not its fault.
+        self.assertEqual(daemon.ok("GET", "/jobs?status=failed")["jobs"], [])
         self.assertIsNone(status["vectors_error"])
         query = urlencode({"q": "회의록 정리 항목13", "mode": "vector", "k": 3})
         found = daemon.ok("GET", f"/search?{query}")["hits"]

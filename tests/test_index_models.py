@@ -19,12 +19,18 @@ from zope.interface import implementer
 
 from enttok.index import store as index_store
 from enttok.index.embedder import EmbedderUnavailable, HashingEmbedder, IEmbedder
-from enttok.index.indexer import EMBED_BATCH, MAX_EMBED_CRASHES, VaultIndex
+from enttok.index.indexer import (
+    EMBED_BATCH,
+    MAX_EMBED_CRASHES,
+    MAX_FORGIVEN_LOADS,
+    VaultIndex,
+)
 from enttok.index.jobs import embed_job, index_status, rebuild_job, scan_job, update_job
 from enttok.index.models import vector_id
 from enttok.index.search import Searcher, SearchQuery
 from enttok.index.service import IndexService, starting_models
 from enttok.index.vectors import VectorIndex, model_file
+from enttok.jobs.engine import MAX_ATTEMPTS
 from enttok.jobs.model import FAILED, SUCCEEDED
 from enttok.jobs.registry import JobType
 from tests.indexsupport import check_consistent, make_vault, write
@@ -377,9 +383,10 @@ class ConvergenceTests(SynchronousTestCase):
 
     def test_a_crash_in_the_model_load_is_not_counted(self) -> None:
         run = self.start(hold_load=True)
-        self.assertEqual(run.job("index.rebuild").status, "running")
+        rebuild = run.job("index.rebuild")
+        self.assertEqual(rebuild.status, "running")
         self.assertEqual(len(run.loads), 1)
-        for _ in range(MAX_EMBED_CRASHES + 2):
+        for _ in range(MAX_FORGIVEN_LOADS):
             # Killed while the model loads; each start finds the backlog again.
             run = self.start(hold_load=True)
             self.assertEqual(run.index.embed_crashes, 0)
@@ -388,13 +395,27 @@ class ConvergenceTests(SynchronousTestCase):
             self.assertEqual((status["chunks"], status["vectors"], status["vectors_pending"]),
                              (CHUNKS, 0, CHUNKS))
             self.assertIsNone(status["vectors_error"])
+            # The job waiting for the model keeps its attempts.
+            self.assertEqual(run.h.stored(rebuild.job_id).attempts, 1)
         run = self.start()
         self.assertEqual(run.index.embed_crashes, 0)
-        self.assertEqual(run.last("index.embed").status, SUCCEEDED)
+        self.assertEqual(run.h.stored(rebuild.job_id).status, SUCCEEDED)
+        failed = run.h.db.connection.execute(
+            "select count(*) from jobs where status = 'failed'").fetchone()[0]
+        self.assertEqual(failed, 0)
         status = run.status()
         self.assertEqual((status["vectors"], status["hnsw_live"], status["vectors_pending"],
                           status["vectors_error"]), (CHUNKS, CHUNKS, 0, None))
         check_consistent(self, run.index)
+
+    def test_a_model_whose_load_keeps_killing_the_process_is_not_retried_forever(
+            self) -> None:
+        run = self.start(hold_load=True)
+        rebuild = run.job("index.rebuild")
+        for _ in range(MAX_FORGIVEN_LOADS + MAX_ATTEMPTS):
+            run = self.start(hold_load=True)
+        job = run.h.stored(rebuild.job_id)
+        self.assertEqual((job.status, job.error["code"]), (FAILED, "interrupted"))
 
     def test_a_scan_finds_chunks_left_without_vectors(self) -> None:
         run = self.start()

@@ -53,6 +53,9 @@ TEXT_SHARE = 0.3
 #: Starts in a row that found the last run died while embedding, after which
 #: chunks left without vectors are no longer embedded by themselves.
 MAX_EMBED_CRASHES = 3
+#: Starts in a row that found the last run died while a model loaded for which the
+#: waiting job gets its attempt back (beyond, the job engine's limit applies).
+MAX_FORGIVEN_LOADS = 5
 #: An update that changed this many chunks saves the hnsw file at once.
 SAVE_AFTER_CHANGES = 1000
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -337,11 +340,26 @@ class VaultIndex:
         """
         return self._load(self._slot(model_id))
 
-    def _load(self, slot: ModelSlot) -> Deferred[None]:
+    def _load(self, slot: ModelSlot, job_id: str | None = None) -> Deferred[None]:
+        """
+        Load C{slot}'s model. While it loads, the database names the job (if any)
+        that waits for it: a process that dies meanwhile (quit, killed, asleep) is
+        not that job's fault (see L{recover_embedding}).
+        """
         if slot.embedder.loaded:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         slot.waiters.append(waiter)
+        if job_id is not None:
+            self.db.run(index_store.set_model_loading, job_id).addErrback(
+                lambda f: self.log.failure("could not record the model load", f))
+
+            def loaded(result: Any) -> Any:
+                self.db.run(index_store.set_model_loading, None).addErrback(
+                    lambda f: self.log.failure("could not record the model load", f))
+                return result
+
+            waiter.addBoth(loaded)
         if len(slot.waiters) == 1:
             self.run_embed(slot.embedder.load).addBoth(self._model_loaded, slot)
         return waiter
@@ -441,16 +459,24 @@ class VaultIndex:
 
     def recover_embedding(self) -> Deferred[int]:
         """
-        At start: count it if the last run died while embedding (see
-        L{index_store.count_embed_crash}); fires with the count.
+        At start, before the job engine recovers its jobs: give back its attempt to
+        a job the last run died in while a model loaded (L{index_store.forgive_load_crash}),
+        and count it if the last run died while embedding (see
+        L{index_store.count_embed_crash}); fires with that count.
         """
+        def forgiven(loads: int) -> Deferred[int]:
+            if loads:
+                self.log.warn("the last {n} runs died while a model loaded", n=loads)
+            return self.db.run(index_store.count_embed_crash)
+
         def counted(crashes: int) -> int:
             self.embed_crashes = crashes
             if crashes:
                 self.log.warn("the last {n} runs died while embedding", n=crashes)
             return crashes
 
-        return self.db.run(index_store.count_embed_crash).addCallback(counted)
+        d = self.db.run(index_store.forgive_load_crash, MAX_FORGIVEN_LOADS)
+        return d.addCallback(forgiven).addCallback(counted)
 
     def embedding_error(self) -> str | None:
         """Why chunks are no longer embedded by themselves, if they are not."""
@@ -645,7 +671,7 @@ class VaultIndex:
                     # while the rest of the full text is written; _embed_pending waits
                     # for it and reports a failure.
                     loading.add(slot.model_id)
-                    self._load(slot).addErrback(lambda _: None)
+                    self._load(slot, ctx.job_id).addErrback(lambda _: None)
             done = min(total, start + BATCH_NOTES)
             ctx.progress(TEXT_SHARE * done / total,
                          f"indexing {done}/{total} notes ({summary['chunks']} chunks)")
@@ -696,7 +722,7 @@ class VaultIndex:
         loading = f"loading the embedding model{which} for {total or 'pending'} chunks"
         ctx.progress(base, loading)
         try:
-            yield ctx.progress_while(ctx.track(self._load(slot)), base,
+            yield ctx.progress_while(ctx.track(self._load(slot, ctx.job_id)), base,
                                      lambda waited: f"{loading} ({waited} s)")
         except EmbedderUnavailable as e:
             ctx.warn(f"vectors of {slot.name} skipped: {e}")

@@ -25,6 +25,10 @@ ACTIVE_MODELS = "embedding_models_active"
 EMBEDDING = "embedding_in_flight"
 #: Starts in a row that found L{EMBEDDING} set with no vector stored since.
 EMBED_CRASHES = "embedding_crashes"
+#: The job waiting for a model to load, while it loads.
+MODEL_LOADING = "embedding_model_loading"
+#: Starts in a row that found the last run died while a model loaded.
+LOAD_CRASHES = "embedding_load_crashes"
 
 
 @frozen
@@ -382,6 +386,35 @@ def count_embed_crash(conn: sqlite3.Connection) -> int:
             crashes += 1
             set_meta(conn, EMBED_CRASHES, str(crashes))
             set_meta(conn, EMBEDDING, "0")
+    return crashes
+
+
+def set_model_loading(conn: sqlite3.Connection, job_id: str | None) -> None:
+    """Record the job that waits for a model to load (C{None}: the load is over)."""
+    with transaction(conn):
+        set_meta(conn, MODEL_LOADING, job_id or "")
+        if job_id is None:
+            set_meta(conn, LOAD_CRASHES, "0")
+
+
+def forgive_load_crash(conn: sqlite3.Connection, limit: int) -> int:
+    """
+    At start, before the job engine recovers its jobs: if the last run died while
+    a job waited for a model to load, that was not the job's doing: give it back
+    the attempt (up to C{limit} starts in a row, so that a model whose load kills
+    the process does not restart it forever). Return how many starts in a row
+    found such a death.
+    """
+    with transaction(conn):
+        job_id = get_meta(conn, MODEL_LOADING)
+        crashes = meta_int(conn, LOAD_CRASHES)
+        if job_id:
+            crashes += 1
+            set_meta(conn, LOAD_CRASHES, str(crashes))
+            set_meta(conn, MODEL_LOADING, "")
+            if crashes <= limit:
+                conn.execute("update jobs set attempts = attempts - 1 where job_id = ? "
+                             "and status = 'running' and attempts > 0", (job_id,))
     return crashes
 
 
