@@ -93,6 +93,43 @@ class UniversalSentenceEncoderTests(SynchronousTestCase):
         self.assertEqual(self.use().embed([]).shape, (0, 512))
 
 
+class WeightCacheTests(SynchronousTestCase):
+    """The USE weights, inflated once, mapped from plain files at later loads."""
+
+    def test_second_load_maps_the_cache(self) -> None:
+        root = Path(self.mktemp())
+        first = UniversalSentenceEncoder("use-test", cache=root)
+        expected = first.embed([MEETING_KO, BREAD])
+        folders = list(root.iterdir())
+        self.assertEqual(len(folders), 1)
+        self.assertTrue((folders[0] / "manifest.json").is_file())
+        second = UniversalSentenceEncoder("use-test", cache=root)
+        second.load()
+        self.assertIsInstance(second._model._backend.table, np.memmap)
+        np.testing.assert_allclose(second.embed([MEETING_KO, BREAD]), expected, atol=1e-6)
+
+    def test_damaged_cache_is_rebuilt(self) -> None:
+        root = Path(self.mktemp())
+        expected = UniversalSentenceEncoder("use-test", cache=root).embed([MEETING_EN])
+        (folder,) = root.iterdir()
+        (folder / "proj_W.npy").write_bytes(b"not an array")
+        again = UniversalSentenceEncoder("use-test", cache=root)
+        np.testing.assert_allclose(again.embed([MEETING_EN]), expected, atol=1e-6)
+        self.assertNotIsInstance(again._model._backend.table, np.memmap)
+        # ... and written anew for the next start.
+        third = UniversalSentenceEncoder("use-test", cache=root)
+        third.load()
+        self.assertIsInstance(third._model._backend.table, np.memmap)
+
+    def test_unwritable_place(self) -> None:
+        # A cache that cannot be written (here: below a file) only means no cache.
+        blocker = Path(self.mktemp())
+        blocker.write_text("a file, not a folder")
+        embedder = UniversalSentenceEncoder("use-test", cache=blocker / "models")
+        self.assertEqual(embedder.embed([MEETING_EN]).shape, (1, 512))
+        self.assertTrue(blocker.is_file())
+
+
 class RunTimeImportTests(SynchronousTestCase):
     """The daemon's run-time models import neither torch nor sentence-transformers."""
 

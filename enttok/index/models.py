@@ -49,7 +49,8 @@ class ModelSpec:
 def _use(threads: int | None) -> IEmbedder:
     from enttok.index.use_embedder import UniversalSentenceEncoder
 
-    return UniversalSentenceEncoder(MODELS[USE_MULTILINGUAL].vector_id, threads)
+    return UniversalSentenceEncoder(MODELS[USE_MULTILINGUAL].vector_id, threads,
+                                    cache=user_models_dir())
 
 
 def _minilm_onnx(threads: int | None) -> IEmbedder:
@@ -139,6 +140,15 @@ def models_dir() -> Path:
         return Path(configured)
     if getattr(sys, "frozen", False):
         return Path(sys.executable).resolve().parent / "models"
+    return user_models_dir()
+
+
+def user_models_dir() -> Path:
+    """A writable place for files derived from a model at run time (C{$ENTTOK_MODELS_DIR},
+    else the user's cache folder): an installed app's own folder may be read-only."""
+    configured = os.environ.get(MODELS_DIR_ENV)
+    if configured:
+        return Path(configured)
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("enttok-e", appauthor=False)) / "models"
