@@ -417,6 +417,14 @@ class ConvergenceTests(SynchronousTestCase):
         job = run.h.stored(rebuild.job_id)
         self.assertEqual((job.status, job.error["code"]), (FAILED, "interrupted"))
 
+    def test_the_start_loads_the_models(self) -> None:
+        # Before any job asks: the first scan's embedding and the first semantic
+        # search then find the model loaded.
+        run = self.start(hold_load=True)
+        self.assertEqual(run.h.db.connection.execute("select count(*) from jobs").fetchone(),
+                         (0,))
+        self.assertEqual(len(run.loads), 1)
+
     def test_a_scan_finds_chunks_left_without_vectors(self) -> None:
         run = self.start()
 
@@ -424,6 +432,7 @@ class ConvergenceTests(SynchronousTestCase):
             raise EmbedderUnavailable("model files are missing")
 
         run.index.embedder.load = broken  # type: ignore[method-assign]
+        run.index.embedder.loaded = False  # the start loaded it (IndexService warms models)
         job = run.job("index.rebuild")
         self.assertEqual((job.status, job.result["chunks_embedded"]), (SUCCEEDED, 0))
         self.assertEqual(run.status()["vectors_pending"], CHUNKS)

@@ -58,7 +58,8 @@ def starting_models(conn: sqlite3.Connection, wanted: Sequence[str]) -> tuple[st
 
 class IndexService(MultiService):
     """
-    Prepares the vector indexes at start, saves them periodically and at stop;
+    Loads the models and prepares the vector indexes at start, saves them
+    periodically and at stop;
     queues C{index.embed} at start when chunks lack vectors or a change of model
     was not finished.
 
@@ -91,10 +92,19 @@ class IndexService(MultiService):
 
     def _prepare(self) -> None:
         self._prepare_call = None
+        self._warm_models()
         self._preparing = self._recovering.addCallback(self._prepare_vectors)
         self._preparing.addErrback(
             lambda f: self.log.failure("could not prepare the vector index", f))
         self._preparing.addCallback(lambda _: self.embed_if_needed())
+
+    def _warm_models(self) -> None:
+        """Load the active models now (each in its worker process), so the first scan's
+        embedding and the first semantic search do not wait for them."""
+        for model_id, _, _ in self.index.vector_sources():
+            self.index.load_model(model_id).addErrback(
+                lambda f, m=model_id: self.log.warn("could not load {model}: {error}",
+                                                    model=m, error=f.getErrorMessage()))
 
     def _prepare_vectors(self, _: object) -> Deferred[Any]:
         return self.index.prepare_vectors()
