@@ -45,7 +45,8 @@ def integer(low: int, high: int) -> Check:
     return check
 
 
-def text(pattern: str | None = None, max_length: int = 4096, hint: str = "") -> Check:
+def text(pattern: str | None = None, max_length: int = 4096,
+         hint: str = "") -> Callable[[Any, str], str]:
     compiled = re.compile(pattern) if pattern else None
 
     def check(value: Any, field: str) -> str:

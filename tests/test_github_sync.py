@@ -11,7 +11,6 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from enttok.connectors.github import client as client_module
 from enttok.connectors.github import store as gh_store
 from enttok.connectors.github import sync as sync_module
 from enttok.connectors.github.client import GitHubClient
+from enttok.connectors.github.settings import GitHubSettings
 from enttok.connectors.github.sync import github_sync_job
 from enttok.jobs.model import CANCELED, FAILED, SUCCEEDED, TERMINAL, Job
 from enttok.jobs.registry import JobType
@@ -65,13 +65,14 @@ class SyncTestCase(TestCase):
         self.populate()
 
     def job_types(self, h: Harness) -> list[JobType]:
-        def client_for(github: Mapping[str, Any]) -> GitHubClient:
-            client = GitHubClient(self.http, reactor, github["api_base_url"], github["token"],
+        def client_for(github: GitHubSettings) -> GitHubClient:
+            client = GitHubClient(self.http, reactor, github.api_base_url, github.token,
                                   jitter=lambda: 0.0)
             self.clients.append(client)
             return client
 
-        return [github_sync_job(h.db, h.clock, lambda: self.github, client_for)]
+        return [github_sync_job(h.db, h.clock, lambda: GitHubSettings.of(self.github),
+                                client_for)]
 
     def populate(self) -> None:
         """

@@ -20,6 +20,7 @@ from enttok.api import notes as notes_api
 from enttok.api import search as search_api
 from enttok.api.errors import APIError, install_error_handlers
 from enttok.api.requests import json_bytes, query_day, read_json, refuse_unknown_args
+from enttok.common.times import user_timezone
 from enttok.connectors.interface import IConnector
 from enttok.index.indexer import VaultIndex
 from enttok.index.search import Searcher
@@ -103,8 +104,10 @@ class BackendAPI:
             raise APIError(400, "invalid_setting", e.message, {"field": e.field}) from None
         def not_saved(failure: Failure) -> None:
             failure.trap(OSError)
+            error = failure.value
+            assert isinstance(error, OSError)
             raise APIError(500, "settings_not_saved",
-                           f"could not save the settings: {failure.value.strerror}")
+                           f"could not save the settings: {error.strerror}")
 
         d.addErrback(not_saved)
         return d.addCallback(lambda new: json_bytes(request, public_view(new)))
@@ -149,7 +152,7 @@ class BackendAPI:
     def get_suggestions(self, request: IRequest) -> Deferred[bytes]:
         if self._db is None:
             raise APIError(404, "not_found", "no such route")
-        zone = activity_api.user_timezone(self._settings.get("timezone"))
+        zone = user_timezone(self._settings.get("timezone"))
         refuse_unknown_args(request, {"date"})
         day = (query_day(request, "date")
                or datetime.fromtimestamp(self._clock.seconds(), zone).date()).isoformat()
@@ -168,7 +171,7 @@ class BackendAPI:
             raise APIError(404, "not_found", "no such route")
         zone = self._settings.get("timezone")
         today = datetime.fromtimestamp(self._clock.seconds(),
-                                       activity_api.user_timezone(zone)).date()
+                                       user_timezone(zone)).date()
         return activity_api.activity(self._db, request, zone, today)
 
     @app.route("/connectors", methods=["GET"])

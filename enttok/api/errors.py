@@ -63,11 +63,13 @@ def install_error_handlers(app: Klein) -> None:
 
     @app.handle_errors(APIError)
     def api_error(self: Any, request: IRequest, failure: Failure) -> bytes:
+        assert isinstance(failure.value, APIError)
         return render_error(request, failure.value)
 
     @app.handle_errors(HTTPException)
     def http_error(self: Any, request: IRequest, failure: Failure) -> bytes:
-        he: HTTPException = failure.value
+        he = failure.value
+        assert isinstance(he, HTTPException)
         status = he.code or 500
         details = None
         if isinstance(he, MethodNotAllowed) and he.valid_methods:
@@ -80,12 +82,13 @@ def install_error_handlers(app: Klein) -> None:
 
     @app.handle_errors(Exception)
     def unexpected(self: Any, request: IRequest, failure: Failure) -> bytes:
-        if disk_full(failure.value):
+        error = failure.value
+        if error is not None and disk_full(error):
             log.warn("cannot answer {method} {path}: the disk is full",
                      method=request.method, path=request.path)
             return render_error(request, APIError(
                 507, "disk_full", "the disk that holds the data folder is full"))
-        if is_damage(failure.value):
+        if error is not None and is_damage(error):
             return render_error(request, APIError(
                 503, "database_damaged", "the index database is damaged; restart the app "
                 "to repair it (the index is rebuilt from the vault)"))

@@ -121,5 +121,7 @@ class Guard(Resource):
             refused = self._events_refusal(request, origin, origin_allowed)
             if refused is not None:
                 return render_error(request, refused)
-            return self._events.render(request)
-        return self._api.render(request)
+            answer: bytes | int = self._events.render(request)
+            return answer
+        answer = self._api.render(request)
+        return answer

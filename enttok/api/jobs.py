@@ -95,7 +95,9 @@ def _job_errors(failure: Failure, job_id: str) -> Any:
     if failure.check(JobNotFound):
         raise APIError(404, "job_not_found", f"no job {job_id!r}", {"job_id": job_id})
     if failure.check(JobFinished):
-        status = failure.value.job.status
+        finished = failure.value
+        assert isinstance(finished, JobFinished)
+        status = finished.job.status
         raise APIError(409, "job_finished", f"job {job_id} is already {status}",
                        {"job_id": job_id, "status": status})
     return failure

@@ -125,7 +125,7 @@ class DailyNotes:
         vault = self._settings.get("vault_path")
         if not vault or not os.path.isdir(vault):
             raise APIError(409, "no_vault", "no vault folder: set vault_path in /settings")
-        return os.path.realpath(vault)
+        return os.path.realpath(str(vault))
 
     @inlineCallbacks
     def _locate(self, root: str, day: date) -> Any:

@@ -231,7 +231,7 @@ def query_arg(request: IRequest, name: str) -> str | None:
         return None
     if len(values) > 1:
         raise APIError(400, "invalid_query", f"{name} given more than once", {"field": name})
-    return values[0].decode("utf-8", "replace")
+    return str(values[0].decode("utf-8", "replace"))
 
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

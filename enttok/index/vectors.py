@@ -69,7 +69,7 @@ class VectorIndex:
     def deleted_fraction(self) -> float:
         if self._index is None or not self._index.element_count:
             return 0.0
-        return 1.0 - len(self._live) / self._index.element_count
+        return 1.0 - len(self._live) / int(self._index.element_count)
 
     # Building
 

@@ -297,7 +297,8 @@ class JobEngine(Service):
             elif result.check(CancelledError, JobCanceled):
                 self._transition(job, CANCELED, "canceled", message="canceled")
             elif result.check(JobFailed):
-                failure: JobFailed = result.value
+                failure = result.value
+                assert isinstance(failure, JobFailed)
                 self._transition(job, FAILED, f"failed: {failure.message}",
                                  error={"code": failure.code, "message": failure.message})
             else:

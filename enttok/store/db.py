@@ -124,7 +124,7 @@ class Database:
         return self._run(self._call, f, *args, **kwargs).addErrback(self._check_damage)
 
     def _check_damage(self, failure: Failure) -> Failure:
-        if is_damage(failure.value):
+        if failure.value is not None and is_damage(failure.value):
             self.note_damage(failure.getErrorMessage())
         return failure
 

@@ -26,7 +26,7 @@ from enttok.suggest.compose import (
     target_for,
 )
 from enttok.suggest.day import day_suggestions
-from enttok.suggest.llm import LLMUnavailable, summarise
+from enttok.suggest.llm import LLMSettings, LLMUnavailable, summarise
 from enttok.validation import Field, ValidationError, integer, optional, text
 
 CARRY_OVER_DAYS = 7
@@ -101,10 +101,11 @@ def suggest_job(db: Database, clock: IReactorTime, searcher: Searcher,
                                            ctx.payload["context_limit"])
         suggestions = [*activity, *tasks, *edits, *related]
         summary = None
-        if current["llm"]["base_url"]:
+        llm = LLMSettings.of(current["llm"])
+        if llm.base_url:
             ctx.progress(0.8, "asking the language model for a summary")
             try:
-                summary = yield ctx.track(summarise(http, clock, current["llm"],
+                summary = yield ctx.track(summarise(http, clock, llm,
                                                     [s.text for s in [*activity, *tasks]]))
             except LLMUnavailable as e:
                 ctx.warn(f"summary skipped: {e}")

@@ -7,10 +7,11 @@ absent, slow or broken, the caller gets an L{LLMUnavailable} and goes on.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, inlineCallbacks
+from attrs import frozen
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -22,27 +23,47 @@ PROMPT = ("You write one short paragraph (2-4 sentences, first person, no list) 
           "do not invent anything. Write in the language most of the items are in.")
 
 
+@frozen
+class LLMSettings:
+    """
+    The C{llm} settings: an OpenAI-compatible server for the optional summary.
+
+    @ivar base_url: the API root (C{None}: summaries are off).
+    @ivar model: the model name asked for.
+    @ivar api_key: sent as a bearer token when set.
+    """
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+
+    @classmethod
+    def of(cls, section: Mapping[str, Any]) -> LLMSettings:
+        """The value of a validated C{llm} settings section."""
+        return cls(section.get("base_url") or None, section.get("model") or None,
+                   section.get("api_key") or None)
+
+
 class LLMUnavailable(Exception):
     """No usable answer (not configured, timeout, HTTP error or a malformed reply)."""
 
 
 @inlineCallbacks
-def summarise(http: Any, clock: IReactorTime, config: Mapping[str, Any],
-              lines: Sequence[str]) -> Any:
+def summarise(http: Any, clock: IReactorTime, config: LLMSettings,
+              lines: Sequence[str]) -> Generator[Deferred[Any], Any, str]:
     """
     @param http: a L{treq.client.HTTPClient}.
-    @param config: the C{llm} settings (C{base_url}, C{model}, C{api_key}).
-    @return: fires with the paragraph; errbacks with L{LLMUnavailable}.
+    @return: a Deferred that fires with the paragraph; errbacks with L{LLMUnavailable}.
     """
-    if not config.get("base_url") or not config.get("model"):
+    if not config.base_url or not config.model:
         raise LLMUnavailable("no llm.base_url / llm.model configured")
     headers = {b"content-type": [b"application/json"]}
-    if config.get("api_key"):
-        headers[b"authorization"] = [f"Bearer {config['api_key']}".encode()]
-    body = json.dumps({"model": config["model"], "temperature": 0.2, "max_tokens": 300,
+    if config.api_key:
+        headers[b"authorization"] = [f"Bearer {config.api_key}".encode()]
+    body = json.dumps({"model": config.model, "temperature": 0.2, "max_tokens": 300,
                        "messages": [{"role": "system", "content": PROMPT},
                                     {"role": "user", "content": "\n".join(lines)}]})
-    url = f"{str(config['base_url']).rstrip('/')}/chat/completions"
+    url = f"{config.base_url.rstrip('/')}/chat/completions"
     d = http.post(url, data=body.encode("utf-8"), headers=headers, reactor=clock)
     d.addCallback(lambda response: _read(response))
     d.addTimeout(TIMEOUT, clock, onTimeoutCancel=_timed_out)

@@ -128,8 +128,8 @@ class _Collect(ProcessProtocol):
         elif reason.check(ProcessDone):
             self.done.callback(0)
         elif reason.check(ProcessTerminated):
-            value = reason.value
-            self.done.callback(value.exitCode if value.exitCode is not None else -1)
+            code = getattr(reason.value, "exitCode", None)
+            self.done.callback(code if code is not None else -1)
         else:
             self.done.errback(reason)
 

@@ -77,7 +77,7 @@ def next_link(header: str | None) -> str | None:
     """The C{rel="next"} URL of a C{Link} header."""
     for url, rel in _LINK.findall(header or ""):
         if rel == "next":
-            return url
+            return str(url)
     return None
 
 
@@ -171,9 +171,10 @@ class GitHubClient:
 
     def _request(self, url: str, etag: str | None) -> Deferred[tuple[Any, bytes]]:
         self.requests += 1
-        d = self._http.get(url, headers=self._headers(etag), reactor=self._clock)
+        d: Deferred[Any] = self._http.get(url, headers=self._headers(etag), reactor=self._clock)
         d.addCallback(lambda response: self._http_content(response))
-        return d.addTimeout(REQUEST_TIMEOUT, self._clock, onTimeoutCancel=_timed_out)
+        d.addTimeout(REQUEST_TIMEOUT, self._clock, onTimeoutCancel=_timed_out)
+        return d
 
     def _http_content(self, response: Any) -> Deferred[tuple[Any, bytes]]:
         from treq import content
@@ -225,7 +226,7 @@ class GitHubClient:
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter, bounded."""
         ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
-        return ceiling / 2 + ceiling / 2 * self._jitter()
+        return float(ceiling / 2 + ceiling / 2 * self._jitter())
 
     def _sleep(self, seconds: float) -> Deferred[None]:
         return deferLater(self._clock, seconds, lambda: None)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
 
 from enttok.connectors.github.client import GitHubClient
+from enttok.connectors.github.settings import GitHubSettings
 from enttok.connectors.github.sync import PAYLOAD, sync_handler
 from enttok.connectors.interface import ConnectorDeps, IConnector, Settings
 from enttok.jobs.context import JobContext
@@ -25,15 +25,15 @@ class GitHubConnector:
     state_key = "github:default"
 
     def __init__(self, deps: ConnectorDeps) -> None:
-        def client_for(github: Mapping[str, Any]) -> GitHubClient:
-            return GitHubClient(deps.http, deps.reactor, github["api_base_url"],
-                                github["token"])
+        def client_for(github: GitHubSettings) -> GitHubClient:
+            return GitHubClient(deps.http, deps.reactor, github.api_base_url, github.token)
 
-        self._handle = sync_handler(deps.db, deps.reactor, lambda: deps.settings()["github"],
-                                    client_for)
+        self._handle = sync_handler(
+            deps.db, deps.reactor, lambda: GitHubSettings.of(deps.settings()["github"]),
+            client_for)
 
     def configured(self, settings: Settings) -> bool:
-        return bool(settings["github"]["token"])
+        return GitHubSettings.of(settings["github"]).configured
 
     def enabled(self, settings: Settings) -> bool:
         # No switch of its own: a token turns it on, schedule.github_sync_minutes = 0 pauses it.

@@ -25,6 +25,7 @@ from enttok.connectors.github.normalize import (
     from_event,
     from_issue,
 )
+from enttok.connectors.github.settings import GitHubSettings
 from enttok.jobs.context import JobContext, JobFailed
 from enttok.jobs.registry import JobType
 from enttok.store import Database
@@ -45,7 +46,7 @@ TITLE_MISS_RETRY = timedelta(days=30)
 #: The cursor's key for those misses: C{{"owner/repo#12": when it missed}}.
 TITLE_MISSES = "title_misses"
 
-ClientFactory = Callable[[Mapping[str, Any]], GitHubClient]
+ClientFactory = Callable[[GitHubSettings], GitHubClient]
 
 
 def _iso(moment: datetime) -> str:
@@ -56,7 +57,7 @@ class GitHubSync:
     """One run of the sync for one workspace."""
 
     def __init__(self, ctx: JobContext, db: Database, client: GitHubClient,
-                 clock: IReactorTime, settings: Mapping[str, Any]) -> None:
+                 clock: IReactorTime, settings: GitHubSettings) -> None:
         self.ctx = ctx
         self.db = db
         self.client = client
@@ -88,10 +89,10 @@ class GitHubSync:
         if ctx.payload["cursor"]:
             self.cursor["since"] = ctx.payload["cursor"]
         try:
-            login = self.settings["username"] or (yield self._discover_login())
+            login = self.settings.username or (yield self._discover_login())
             self._progress(0.02, f"syncing GitHub activity of {login}")
             events = yield self._events(login)
-            repos = list(self.settings["repos"]) or event_repos(events) or list(
+            repos = list(self.settings.repos) or event_repos(events) or list(
                 self.cursor.get("repos", {}))
             done = [0]
 
@@ -388,7 +389,7 @@ class GitHubSync:
 
 
 def github_sync_job(db: Database, clock: IReactorTime,
-                    settings: Callable[[], Mapping[str, Any]],
+                    settings: Callable[[], GitHubSettings],
                     client_for: ClientFactory) -> JobType:
     """
     The C{connector.github.sync} job type.
@@ -410,13 +411,13 @@ PAYLOAD = {"workspace_id": Field(text(r"[A-Za-z0-9_.-]{1,64}", 64), "default",
                           "On a first sync, how far back to look (default 30 days).")}
 
 
-def sync_handler(db: Database, clock: IReactorTime, settings: Callable[[], Mapping[str, Any]],
+def sync_handler(db: Database, clock: IReactorTime, settings: Callable[[], GitHubSettings],
                  client_for: ClientFactory) -> Callable[[JobContext], Any]:
     """The handler of L{github_sync_job}: one L{GitHubSync} run with the settings in force."""
 
     def handle(ctx: JobContext) -> Any:
         github = settings()
-        if not github.get("token"):
+        if not github.configured:
             raise JobFailed("github_auth", "no GitHub token: set settings.github.token")
         return GitHubSync(ctx, db, client_for(github), clock, github).run()
 
