@@ -405,7 +405,7 @@ def changed_chunks(path: Path, raw: bytes, old_hashes: list[str]) -> list[str]:
 
 
 def bench_c(d: VaultDaemon, vault: Path, note: Path, hashes: list[str],
-            base: dict[str, Any], reps: int = 3) -> None:
+            base: dict[str, Any], model: str, reps: int = 3) -> None:
     section(f"c. one edited note: index.update with the model loaded ({reps} edits, "
             f"each restored)")
     rel = note.relative_to(vault).as_posix()
@@ -414,7 +414,7 @@ def bench_c(d: VaultDaemon, vault: Path, note: Path, hashes: list[str],
     d.request("GET", "/search?" + urllib.parse.urlencode(
         {"q": "warm up the model", "mode": "vector", "k": 1}))
     d.idle()
-    hnsw = d.data_dir / "backend" / "data" / "index.hnsw"
+    hnsw = hnsw_file(d.data_dir, model)
     stat = note.stat()
     edits: list[tuple[float, float, float, dict[str, Any], bool]] = []
     restores: list[tuple[float, dict[str, Any]]] = []
@@ -457,15 +457,25 @@ def bench_c(d: VaultDaemon, vault: Path, note: Path, hashes: list[str],
     print(f"target < {TARGET_EDIT_SECONDS:.0f} s: {verdict(worst < TARGET_EDIT_SECONDS)} "
           f"(median {wall * 1000:.0f} ms, worst {worst * 1000:.0f} ms; "
           f"{embedded} chunk(s) re-embedded per edit)")
-    explain_update_cost(d.data_dir)
+    explain_update_cost(d.data_dir, model)
 
 
-def explain_update_cost(data_dir: Path) -> None:
+def hnsw_file(data_dir: Path, model: str) -> Path:
+    """The daemon's hnsw file of C{model}'s vectors."""
+    from enttok.index.models import vector_id
+    from enttok.index.vectors import model_file
+
+    return model_file(data_dir / "backend" / "data" / "index.hnsw", vector_id(model))
+
+
+def explain_update_cost(data_dir: Path, model: str) -> None:
     """Time, in this process, the whole-table work an index.update may repeat."""
     import hnswlib
 
     from enttok.index import store as index_store
-    from enttok.index.embedder import DEFAULT_MODEL_ID
+    from enttok.index.models import vector_id
+
+    DEFAULT_MODEL_ID = vector_id(model)
 
     conn = read_only(db_path(data_dir))
     parts = []
@@ -479,8 +489,8 @@ def explain_update_cost(data_dir: Path) -> None:
                 parts.append(f"{name} {seconds * 1000:.0f} ms")
     finally:
         conn.close()
-    path = data_dir / "backend" / "data" / "index.hnsw"
-    meta = data_dir / "backend" / "data" / "index.hnsw.json"
+    path = hnsw_file(data_dir, model)
+    meta = path.with_name(path.name + ".json")
     if path.exists() and meta.exists():
         dim = json.loads(meta.read_text())["dimension"]
         index = hnswlib.Index(space="cosine", dim=dim)
@@ -718,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         if "b" in args.only:
             bench_b(d, vault, args.scan_reps)
         if "c" in args.only:
-            bench_c(d, vault, note, hashes, base)
+            bench_c(d, vault, note, hashes, base, args.embedding_model)
         if "d" in args.only:
             bench_d(d, queries, base)
     return 0
