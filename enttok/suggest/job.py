@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
+from enttok.common.deferreds import Yielding
 from enttok.common.paths import on_disk
 from enttok.common.times import day_bounds, user_timezone, utc_iso
 from enttok.index.search import Searcher, SearchQuery
@@ -19,6 +20,7 @@ from enttok.store import Database
 from enttok.suggest import store as suggest_store
 from enttok.suggest.compose import (
     Note,
+    Suggestion,
     Target,
     carryover_suggestions,
     edited_suggestions,
@@ -61,7 +63,7 @@ def suggest_job(db: Database, clock: IReactorTime, searcher: Searcher,
     """
 
     @inlineCallbacks
-    def handle(ctx: JobContext) -> Any:
+    def handle(ctx: JobContext) -> Yielding[dict[str, Any]]:
         current = settings()
         zone = user_timezone(current["timezone"])
         day = (date.fromisoformat(ctx.payload["note_date"]) if ctx.payload["note_date"]
@@ -130,7 +132,8 @@ def suggest_job(db: Database, clock: IReactorTime, searcher: Searcher,
 
 @inlineCallbacks
 def _related(searcher: Searcher, note: Note | None, items: list[dict[str, Any]],
-             target: Target, edits: list[Any], limit: int) -> Any:
+             target: Target, edits: list[Any],
+             limit: int) -> Yielding[tuple[list[Suggestion], bool]]:
     """Related notes by hybrid search over the note's title and the day's activity."""
     if limit == 0:
         return [], False

@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
+from enttok.common.deferreds import Yielding
 from enttok.common.times import utc_iso
 from enttok.connectors.github import store as gh_store
 from enttok.connectors.github.client import GitHubClient, GitHubError, Page, RateLimited
@@ -83,7 +84,7 @@ class GitHubSync:
         self.ctx.progress(fraction, what + suffix)
 
     @inlineCallbacks
-    def run(self) -> Any:
+    def run(self) -> Yielding[dict[str, Any]]:
         ctx = self.ctx
         self.cursor = yield ctx.track(self.db.run(gh_store.get_cursor, self.connector))
         if ctx.payload["cursor"]:
@@ -97,7 +98,7 @@ class GitHubSync:
             done = [0]
 
             @inlineCallbacks
-            def one(repo: str) -> Any:
+            def one(repo: str) -> Yielding[None]:
                 yield self._repo(login, repo)
                 done[0] += 1
                 self._progress(0.1 + 0.8 * done[0] / len(repos),
@@ -141,7 +142,7 @@ class GitHubSync:
         return self.cursor
 
     @inlineCallbacks
-    def _get(self, url: str, use_etag: bool = True) -> Any:
+    def _get(self, url: str, use_etag: bool = True) -> Yielding[Page]:
         """One page, conditional on the stored ETag; C{None} data means 304."""
         self.ctx.check_canceled()
         etag = (yield self.ctx.track(self.db.run(gh_store.get_etag, self._cache_key(url)))
@@ -172,7 +173,7 @@ class GitHubSync:
         return d.addCallback(count)
 
     @inlineCallbacks
-    def _discover_login(self) -> Any:
+    def _discover_login(self) -> Yielding[str]:
         page = yield self._get(self.client.url("/user"), use_etag=False)
         login = (page.data or {}).get("login") if isinstance(page.data, dict) else None
         if not isinstance(login, str):
@@ -180,7 +181,7 @@ class GitHubSync:
         return login
 
     @inlineCallbacks
-    def _events(self, login: str) -> Any:
+    def _events(self, login: str) -> Yielding[list[Any]]:
         """The user's recent events (at most 300): items, and the list for repo discovery."""
         first_url = url = self.client.url(f"/users/{login}/events", {"per_page": PER_PAGE})
         first_etag: str | None = None
@@ -209,7 +210,7 @@ class GitHubSync:
         return events
 
     @inlineCallbacks
-    def _complete_closed_pulls(self, events: list[Any]) -> Any:
+    def _complete_closed_pulls(self, events: list[Any]) -> Yielding[None]:
         """
         Put the pull request's own record into each closed C{PullRequestEvent}:
         events carry C{pull-request-minimal}, which does not say whether it was
@@ -236,7 +237,7 @@ class GitHubSync:
                 payload["pull_request"] = page.data
 
     @inlineCallbacks
-    def _repo(self, login: str, repo: str) -> Any:
+    def _repo(self, login: str, repo: str) -> Yielding[None]:
         try:
             yield self._issues(login, repo)
             yield self._commits(login, repo)
@@ -253,7 +254,7 @@ class GitHubSync:
             "per_page": PER_PAGE})
 
     @inlineCallbacks
-    def _issues(self, login: str, repo: str) -> Any:
+    def _issues(self, login: str, repo: str) -> Yielding[None]:
         since = self._since(repo, "issues")
         url: str | None = self._issues_url(repo, since)
         number = 0
@@ -291,10 +292,10 @@ class GitHubSync:
                 url = page.next_url
 
     @inlineCallbacks
-    def _merged_at(self, repo: str, issue: Mapping[str, Any]) -> Any:
+    def _merged_at(self, repo: str, issue: Mapping[str, Any]) -> Yielding[str | None]:
         pull = issue.get("pull_request") or {}
         if pull.get("merged_at"):
-            return pull["merged_at"]
+            return str(pull["merged_at"])
         page = yield self._get(self.client.url(f"/repos/{repo}/pulls/{issue['number']}"),
                                use_etag=False)
         return page.data.get("merged_at") if isinstance(page.data, dict) else None
@@ -307,7 +308,7 @@ class GitHubSync:
                 if isinstance(when, str) and when > due} if isinstance(misses, dict) else {}
 
     @inlineCallbacks
-    def _pull_titles(self) -> Any:
+    def _pull_titles(self) -> Yielding[None]:
         """
         Title the pull-request items still without one once everything is read:
         events carry C{pull-request-minimal} (no title), and the issue lists
@@ -358,7 +359,7 @@ class GitHubSync:
         return _iso(back.replace(hour=0, minute=0, second=0, microsecond=0))
 
     @inlineCallbacks
-    def _commits(self, login: str, repo: str) -> Any:
+    def _commits(self, login: str, repo: str) -> Yielding[None]:
         since = self._since(repo, "commits")
         first_url = self.client.url(f"/repos/{repo}/commits", {
             "author": login, "since": since, "per_page": PER_PAGE})
