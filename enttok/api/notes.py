@@ -14,6 +14,7 @@ from twisted.web.iweb import IRequest
 
 from enttok.api.errors import APIError
 from enttok.api.requests import json_bytes, read_json, refuse_unknown_args
+from enttok.common.deferreds import Yielding
 from enttok.common.times import user_timezone
 from enttok.jobs.engine import JobEngine
 from enttok.settings import SettingsStore
@@ -128,7 +129,7 @@ class DailyNotes:
         return os.path.realpath(str(vault))
 
     @inlineCallbacks
-    def _locate(self, root: str, day: date) -> Any:
+    def _locate(self, root: str, day: date) -> Yielding[str]:
         """The note's vault-relative path (see the class docstring)."""
         rel = daily.note_path(self._settings.get("daily_notes.path_pattern"), day)
         other = None
@@ -137,11 +138,11 @@ class DailyNotes:
             if indexed is not None and (indexed.path.rsplit("/", 1)[-1]
                                         == f"{day.isoformat()}.md"):
                 other = indexed.path
-        found = yield self._run(daily.locate, root, rel, other)
+        found: str = yield self._run(daily.locate, root, rel, other)
         return found
 
     @inlineCallbacks
-    def state(self, request: IRequest, day_text: str) -> Any:
+    def state(self, request: IRequest, day_text: str) -> Yielding[bytes]:
         """C{GET /notes/daily/{date}}: where the note is and its sha256/mtime."""
         refuse_unknown_args(request, set())
         day = self._day(day_text)
@@ -164,7 +165,7 @@ class DailyNotes:
 
     @inlineCallbacks
     def _append(self, request: IRequest, root: str, day: date, lines: list[str], heading: str,
-                base: Base) -> Any:
+                base: Base) -> Yielding[bytes]:
         rel = yield self._locate(root, day)
         pause = [self._pause] if self._pause is not None else []
         try:
@@ -187,7 +188,7 @@ class DailyNotes:
                                     "skipped": done.skipped, "index_job_id": job_id})
 
     @inlineCallbacks
-    def _reindex(self, rel: str) -> Any:
+    def _reindex(self, rel: str) -> Yielding[str | None]:
         """Queue C{index.update} for the note, as the watcher would; its job id or C{None}."""
         if self._engine is None:
             return None
@@ -197,5 +198,6 @@ class DailyNotes:
             # The note is written; the watcher or the next scan indexes it.
             log.failure("could not queue index.update for {path}", path=rel)
             return None
-        return job.job_id
+        job_id: str = job.job_id
+        return job_id
 

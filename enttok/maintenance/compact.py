@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import inlineCallbacks
 
+from enttok.common.deferreds import Yielding
 from enttok.common.locks import INDEX_LOCK
 from enttok.common.times import utc_iso
 from enttok.jobs import store
@@ -61,7 +62,7 @@ def compact_job(db: Database, now: Callable[[], float],
     """
 
     @inlineCallbacks
-    def handle(ctx: JobContext) -> Any:
+    def handle(ctx: JobContext) -> Yielding[dict[str, Any]]:
         before = _size(db.path)
         cutoff = utc_iso(now() - retention_days() * DAY)
         ctx.progress(0.0, "pruning finished jobs")

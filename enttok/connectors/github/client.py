@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseFailed
 
 from enttok import __version__
+from enttok.common.deferreds import Yielding
 
 MAX_IN_FLIGHT = 4
 REQUEST_TIMEOUT = 30.0
@@ -150,7 +151,7 @@ class GitHubClient:
         return self._slots.run(self._get, url, etag)
 
     @inlineCallbacks
-    def _get(self, url: str, etag: str | None) -> Any:
+    def _get(self, url: str, etag: str | None) -> Yielding[Page]:
         attempt = 0
         while True:
             attempt += 1
