@@ -6,8 +6,10 @@ import os
 from typing import Any
 
 import attrs
+from twisted.application.service import IServiceMaker
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.plugin import getPlugins
 from twisted.trial.unittest import TestCase
 
 from enttok.config import Config, prepare_directories, resolve_config
@@ -40,6 +42,16 @@ class ServiceTreeTests(TestCase):
         self.assertIs(tree.getServiceNamed("jobs"), tree.engine)
         self.assertIs(tree.getServiceNamed("watcher"), tree.watcher)
         self.assertIs(tree.getServiceNamed("scheduler"), tree.scheduler)
+
+    def test_the_plugin_builds_it(self) -> None:
+        [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "enttok"]
+        options = maker.options()
+        options.parseOptions(["--port", "0", "--token", TOKEN, "--data-dir", self.mktemp()])
+        tree = maker.makeService(options)
+        self.addCleanup(tree.getServiceNamed("web").stopService)
+        self.assertIsInstance(tree, EnttokService)
+        self.addCleanup(tree.db.connection.close)
+        self.assertEqual([child.name for child in tree], CHILDREN)
 
     def test_process_watchers_when_configured(self) -> None:
         tree = self.build(exit_on_stdin_close=True, parent_pid=os.getppid())
