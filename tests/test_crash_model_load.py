@@ -88,8 +88,10 @@ class ModelLoadKillTests(SynchronousTestCase):
         return daemon
 
     def wait_loading(self, daemon: Daemon) -> None:
+        """Until the model is loading (from the start on) and the vault's chunks are
+        written (the update then waits for the model)."""
         deadline = time.monotonic() + LOAD_WAIT
-        while not self.marker.exists():
+        while not (self.marker.exists() and daemon.ok("GET", "/index/status")["chunks"]):
             if time.monotonic() > deadline:
                 self.fail(f"the model did not start loading in {LOAD_WAIT} s: "
                           f"{daemon.ok('GET', '/index/status')}\n{daemon.output_tail()}")

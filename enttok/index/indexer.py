@@ -350,19 +350,21 @@ class VaultIndex:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
         slot.waiters.append(waiter)
-        if job_id is not None:
-            self.db.run(index_store.set_model_loading, job_id).addErrback(
-                lambda f: self.log.failure("could not record the model load", f))
-
-            def loaded(result: Any) -> Any:
-                self.db.run(index_store.set_model_loading, None).addErrback(
-                    lambda f: self.log.failure("could not record the model load", f))
-                return result
-
-            waiter.addBoth(loaded)
-        if len(slot.waiters) == 1:
-            self.run_embed(slot.embedder.load).addBoth(self._model_loaded, slot)
+        first = len(slot.waiters) == 1
+        if first or job_id is not None:
+            self.db.run(index_store.set_model_loading, job_id or index_store.NO_JOB
+                        ).addErrback(lambda f: self.log.failure("could not record the model "
+                                                                "load", f))
+        if first:
+            loading = self.run_embed(slot.embedder.load)
+            loading.addBoth(self._load_recorded).addBoth(self._model_loaded, slot)
         return waiter
+
+    def _load_recorded(self, result: Any) -> Deferred[Any]:
+        """The load is over (loaded or failed): a death from now on is not during it."""
+        d = self.db.run(index_store.set_model_loading, None)
+        d.addErrback(lambda f: self.log.failure("could not record the model load", f))
+        return d.addCallback(lambda _: result)
 
     @staticmethod
     def _model_loaded(result: Any, slot: ModelSlot) -> None:

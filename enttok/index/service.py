@@ -10,6 +10,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from enttok.index import store as index_store
 from enttok.index.embedder import IEmbedder
@@ -76,6 +77,7 @@ class IndexService(MultiService):
         self._submit = submit
         self._recovering: Deferred[Any] = succeed(None)
         self._prepare_call: IDelayedCall | None = None
+        self._warm_call: IDelayedCall | None = None
         PeriodicService(clock, SAVE_INTERVAL, index.periodic_save, "save-vectors"
                         ).setServiceParent(self)
         self._preparing: Deferred[Any] | None = None
@@ -87,12 +89,14 @@ class IndexService(MultiService):
         self._recovering = self.index.recover_embedding()
         self._recovering.addErrback(
             lambda f: self.log.failure("could not read the embedding state", f))
+        # Once the reactor runs: each model loads in its own worker process, beside
+        # the rest of the start-up.
+        self._warm_call = self._clock.callLater(0, self._warm_models)
         # After start-up: loading hnswlib and numpy must not delay the ready line.
         self._prepare_call = self._clock.callLater(PREPARE_DELAY, self._prepare)
 
     def _prepare(self) -> None:
         self._prepare_call = None
-        self._warm_models()
         self._preparing = self._recovering.addCallback(self._prepare_vectors)
         self._preparing.addErrback(
             lambda f: self.log.failure("could not prepare the vector index", f))
@@ -102,9 +106,11 @@ class IndexService(MultiService):
         """Load the active models now (each in its worker process), so the first scan's
         embedding and the first semantic search do not wait for them."""
         for model_id, _, _ in self.index.vector_sources():
-            self.index.load_model(model_id).addErrback(
-                lambda f, m=model_id: self.log.warn("could not load {model}: {error}",
-                                                    model=m, error=f.getErrorMessage()))
+            self.index.load_model(model_id).addErrback(self._not_loaded, model_id)
+
+    def _not_loaded(self, failure: Failure, model_id: str) -> None:
+        self.log.warn("could not load {model}: {error}", model=model_id,
+                      error=failure.getErrorMessage())
 
     def _prepare_vectors(self, _: object) -> Deferred[Any]:
         return self.index.prepare_vectors()
@@ -122,8 +128,9 @@ class IndexService(MultiService):
         return d.addErrback(lambda f: self.log.failure("could not queue index.embed", f))
 
     def stopService(self) -> Deferred[Any]:
-        if self._prepare_call is not None and self._prepare_call.active():
-            self._prepare_call.cancel()
+        for call in (self._warm_call, self._prepare_call):
+            if call is not None and call.active():
+                call.cancel()
         preparing = self._preparing
         d: Deferred[Any] = super().stopService()
         if preparing is not None and not preparing.called:

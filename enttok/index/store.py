@@ -389,8 +389,13 @@ def count_embed_crash(conn: sqlite3.Connection) -> int:
     return crashes
 
 
+#: What L{set_model_loading} records for a load no job waits for (yet).
+NO_JOB = "*"
+
+
 def set_model_loading(conn: sqlite3.Connection, job_id: str | None) -> None:
-    """Record the job that waits for a model to load (C{None}: the load is over)."""
+    """Record that a model loads, and the job that waits for it (L{NO_JOB}: none yet;
+    C{None}: the load is over)."""
     with transaction(conn):
         set_meta(conn, MODEL_LOADING, job_id or "")
         if job_id is None:
@@ -400,10 +405,11 @@ def set_model_loading(conn: sqlite3.Connection, job_id: str | None) -> None:
 def forgive_load_crash(conn: sqlite3.Connection, limit: int) -> int:
     """
     At start, before the job engine recovers its jobs: if the last run died while
-    a job waited for a model to load, that was not the job's doing: give it back
-    the attempt (up to C{limit} starts in a row, so that a model whose load kills
-    the process does not restart it forever). Return how many starts in a row
-    found such a death.
+    a model loaded, that was not the doing of the jobs then running (the one that
+    waited for the model, or one writing full text beside a load begun at start):
+    give them back the attempt (up to C{limit} starts in a row, so that a model
+    whose load kills the process does not restart them forever). Return how many
+    starts in a row found such a death.
     """
     with transaction(conn):
         job_id = get_meta(conn, MODEL_LOADING)
@@ -413,8 +419,8 @@ def forgive_load_crash(conn: sqlite3.Connection, limit: int) -> int:
             set_meta(conn, LOAD_CRASHES, str(crashes))
             set_meta(conn, MODEL_LOADING, "")
             if crashes <= limit:
-                conn.execute("update jobs set attempts = attempts - 1 where job_id = ? "
-                             "and status = 'running' and attempts > 0", (job_id,))
+                conn.execute("update jobs set attempts = attempts - 1 "
+                             "where status = 'running' and attempts > 0")
     return crashes
 
 
