@@ -91,7 +91,8 @@ class Run:
 
     def __init__(self, case: SynchronousTestCase, vault: Path, folder: Path, models: Models,
                  active: tuple[str, ...] = ("a",), wanted: tuple[str, ...] | None = None,
-                 held: tuple[str, ...] = (), hold_load: bool = False) -> None:
+                 held: tuple[str, ...] = (), hold_load: bool = False,
+                 advance: float = 5) -> None:
         self.case = case
         self.models = models
         self.held_names = set(held)
@@ -130,7 +131,7 @@ class Run:
             self.index.use_models(wanted, prepare=False)
         self.service = IndexService(self.h.clock, self.index, self.submit)
         self.service.startService()
-        self.h.clock.advance(5)  # prepared (everything inline)
+        self.h.clock.advance(advance)  # prepared (everything inline), unless 0
         self.h.engine.startService()
         case.addCleanup(self.h.engine.stopService)
 
@@ -235,6 +236,42 @@ class ModelSwitchTests(SynchronousTestCase):
         self.assertEqual(run.search("회의록 정리 번호 12")["hits"][0]["path"], "note/012.md")
         check_consistent(self, run.index)
         self.assertEqual(index_store.active_models(run.h.db.connection), ["b"])
+
+    def test_a_switch_right_after_start_searches_the_old_vectors(self) -> None:
+        self.first.stop()
+        # Before the start-up's (delayed) preparation of the hnsw indexes.
+        run = self.start(held=("b",), advance=0)
+        self.assertFalse(run.index.vectors.ready)
+        self.assertTrue(run.index.use_models(["b"]))
+        # The switch prepares the active index too, not only the target's.
+        self.assertEqual((run.status()["hnsw_ready"], run.status()["hnsw_live"]),
+                         (True, CHUNKS))
+        job = run.job("index.embed")
+        run.release(1)
+        self.assertEqual(run.status()["switching"]["vectors"], EMBED_BATCH)
+        self.assertEqual(run.search("note body number 7")["hits"][0]["path"], "note/007.md")
+        vectors = run.index.vectors
+        run.h.clock.advance(5)  # the start-up's preparation: each index is left as it is
+        self.assertIs(run.index.vectors, vectors)
+        self.assertEqual(run.search("회의록 정리 번호 12")["hits"][0]["path"], "note/012.md")
+        run.release()
+        self.assertEqual(run.h.stored(job.job_id).status, SUCCEEDED)
+        self.assertEqual(run.index.model_names, ["b"])
+        self.assertEqual(run.search("note body number 7")["hits"][0]["path"], "note/007.md")
+        check_consistent(self, run.index)
+
+    def test_vector_search_right_after_start_prepares_the_index(self) -> None:
+        self.first.stop()
+        run = self.start(advance=0)
+        self.assertFalse(run.index.vectors.ready)
+        # Hybrid answers from full text meanwhile and starts the preparation.
+        hybrid = run.search("note body number 7", mode="hybrid")
+        self.assertTrue(hybrid["degraded"])
+        self.assertTrue(run.index.vectors_prepared())
+        self.assertEqual(run.status()["hnsw_live"], CHUNKS)
+        second = self.start(advance=0)
+        self.assertEqual(second.search("note body number 7")["hits"][0]["path"],
+                         "note/007.md")
 
     def test_switching_back_embeds_nothing(self) -> None:
         run = self.first

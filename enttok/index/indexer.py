@@ -269,6 +269,8 @@ class VaultIndex:
         self.updates_running = 0
         #: Orders every change to the hnsw indexes (start-up load, batches, rebuilds).
         self.vector_lock = DeferredLock()
+        #: The hnsw indexes loaded (or rebuilt) from the database since start.
+        self._prepared: list[VectorIndex] = []
 
     # The models
 
@@ -385,8 +387,9 @@ class VaultIndex:
         ones, they become the target: L{converge} embeds what they lack, then
         switches. Switching back to the active models cancels a switch.
 
-        @param prepare: load the new models' hnsw files now (else at
-            L{prepare_vectors}).
+        @param prepare: load the hnsw files of the kept models not yet prepared
+            now, the active ones included when this comes before the start-up's
+            L{prepare_vectors} (else at it).
         @return: whether a switch is pending (an C{index.embed} job must run).
         @raise ValueError: models cannot change (no C{make_embedder}).
         """
@@ -399,14 +402,13 @@ class VaultIndex:
         target = [known.get(name) or self._new_slot(name) for name in names]
         self._retire(self.target or [], keep=[*self.active, *target])
         self.target = target
-        fresh = [slot for slot in target if slot.name not in known]
         if self.embed_crashes:
             # Another model may not crash where this one did: embedding may start again.
             self.embed_crashes = 0
             self.db.run(index_store.reset_embed_crashes).addErrback(
                 lambda f: self.log.failure("could not reset the embedding crashes", f))
-        if prepare and fresh:
-            self.vector_lock.run(self._prepare_slots, fresh).addErrback(
+        if prepare:
+            self.prepare_vectors().addErrback(
                 lambda f: self.log.failure("could not prepare the vector index", f))
         return True
 
@@ -418,6 +420,9 @@ class VaultIndex:
         """Save and let go of models no longer kept (their files stay for a switch back)."""
         for slot in slots:
             if slot not in keep:
+                if all(slot.vectors is not other.vectors for other in keep):
+                    # (Its memory goes with it; a switch back loads its file again.)
+                    self._prepared = [v for v in self._prepared if v is not slot.vectors]
                 if slot.vectors.dirty:
                     self.run_cpu(slot.vectors.save).addErrback(
                         lambda f: self.log.failure("could not save a vector index", f))
@@ -532,9 +537,19 @@ class VaultIndex:
 
     # The vector index
 
-    def prepare_vectors(self) -> Deferred[Any]:
-        """Load each model's hnsw file and bring it up to date, else rebuild it."""
-        return self.vector_lock.run(self._prepare_slots, self.kept())
+    def prepare_vectors(self, slots: Sequence[ModelSlot] | None = None) -> Deferred[Any]:
+        """
+        Load the hnsw file of each of C{slots} (default: the kept models) and bring
+        it up to date, else rebuild it; once each: one already prepared is left
+        as it is (the batches since keep it current).
+        """
+        return self.vector_lock.run(self._prepare_slots,
+                                    self.kept() if slots is None else list(slots))
+
+    def vectors_prepared(self, slots: Sequence[ModelSlot] | None = None) -> bool:
+        """Whether the hnsw index of each of C{slots} (default: the active models) is prepared."""
+        return all(any(slot.vectors is done for done in self._prepared)
+                   for slot in (self.active if slots is None else slots))
 
     @inlineCallbacks
     def _prepare_slots(self, slots: Sequence[ModelSlot]) -> Any:
@@ -542,7 +557,9 @@ class VaultIndex:
         if recorded is None:
             yield self.db.run(index_store.set_active_models, self.model_names)
         for slot in self._mirrors(slots):
-            yield self._prepare_slot(slot)
+            if not self.vectors_prepared([slot]):
+                yield self._prepare_slot(slot)
+                self._prepared.append(slot.vectors)
 
     @inlineCallbacks
     def _prepare_slot(self, slot: ModelSlot) -> Any:

@@ -259,6 +259,11 @@ class Searcher:
             self._index.load_model(model_id).addErrback(
                 lambda f: log.failure("loading the embedding model failed", f))
 
+    def _prepare(self) -> Deferred[Any]:
+        """Prepare the active models' hnsw indexes (once; a failure is logged)."""
+        return self._index.prepare_vectors(self._index.active).addErrback(
+            lambda f: log.failure("could not prepare the vector index", f))
+
     def _embed_query(self, q: str) -> list[tuple[str, VectorIndex, Deferred[Any]]]:
         """Start embedding C{q} by each active model: (model id, its index, vectors)."""
         index = self._index
@@ -286,6 +291,8 @@ class Searcher:
         if mode == "hybrid" and not self._vectors_usable():
             degraded = True
             self._load_models()
+            if not index.vectors_prepared():
+                self._prepare()
         elif mode == "hybrid" and index.indexing_embeds:
             # The embedder is busy with an indexing batch (up to seconds on two
             # cores): answer from full text now rather than queue behind it.
@@ -298,6 +305,9 @@ class Searcher:
         # The query's embeddings (embedder thread) and the full-text search (database
         # thread) run at the same time.
         embeddings = self._embed_query(query.q) if use_vectors else []
+        # Right after start (a model switch then included), before the start-up's
+        # delayed preparation: the active hnsw indexes are prepared now, meanwhile.
+        preparing = self._prepare() if embeddings and not index.vectors_prepared() else None
         if use_fts and terms:
             # Fused with vectors, an any-term list adds notes that share one word with
             # the query at full weight (nDCG@10 on bench/data: 0.722 with it, 0.826
@@ -310,6 +320,8 @@ class Searcher:
             if query.filters()[0]:
                 allowed = yield index.db.run(allowed_chunks, query)
             embedded = yield DeferredList([d for _, _, d in embeddings], consumeErrors=True)
+            if preparing is not None:
+                yield preparing
             for (model_id, vectors, _), (ok, result) in zip(embeddings, embedded, strict=True):
                 if not ok:
                     result.raiseException()
