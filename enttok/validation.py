@@ -119,7 +119,9 @@ def timezone(value: Any, field: str) -> str:
     name = text(max_length=64)(value, field)
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a folder of the tz database ("America" with the
+        # tzdata package installed) or unreadable.
         raise ValidationError(field, f"unknown time zone {name!r}") from None
     return name
 

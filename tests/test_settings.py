@@ -100,6 +100,10 @@ class ValidationTests(SynchronousTestCase):
         self.assertInvalid({"timezone": ""}, "timezone")
         self.assertInvalid({"timezone": "../../etc/passwd"}, "timezone")
         self.assertInvalid({"timezone": 1}, "timezone")
+        # A folder of the tz database (an IsADirectoryError from zoneinfo when the
+        # tzdata package is installed), not a zone.
+        self.assertInvalid({"timezone": "America"}, "timezone")
+        self.assertEqual(self.assertValid({"timezone": "Asia/Seoul"})["timezone"], "Asia/Seoul")
 
     def test_allowed_origins(self) -> None:
         origins = ["http://localhost:5173", "https://app.example.com", "app://enttok"]

@@ -405,9 +405,9 @@ def set_model_loading(conn: sqlite3.Connection, job_id: str | None) -> None:
 def forgive_load_crash(conn: sqlite3.Connection, limit: int) -> int:
     """
     At start, before the job engine recovers its jobs: if the last run died while
-    a model loaded, that was not the doing of the jobs then running (the one that
-    waited for the model, or one writing full text beside a load begun at start):
-    give them back the attempt (up to C{limit} starts in a row, so that a model
+    a model loaded, that was not the doing of the indexing jobs then running (the
+    one that waited for the model, or one writing full text beside a load begun at
+    start): give them back the attempt (up to C{limit} starts in a row, so that a model
     whose load kills the process does not restart them forever). Return how many
     starts in a row found such a death.
     """
@@ -419,8 +419,8 @@ def forgive_load_crash(conn: sqlite3.Connection, limit: int) -> int:
             set_meta(conn, LOAD_CRASHES, str(crashes))
             set_meta(conn, MODEL_LOADING, "")
             if crashes <= limit:
-                conn.execute("update jobs set attempts = attempts - 1 "
-                             "where status = 'running' and attempts > 0")
+                conn.execute("update jobs set attempts = attempts - 1 where status = "
+                             "'running' and attempts > 0 and type like 'index.%'")
     return crashes
 
 
