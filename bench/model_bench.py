@@ -1,7 +1,7 @@
 """Embedding models side by side: full index time and time to a first semantic answer.
 
     uv run --frozen python bench/model_bench.py [--notes 2000] [--models minilm,use-multilingual]
-                                                 [--only a,b]
+                                                 [--only a,b,c]
 
 The first model named is the baseline (C{minilm}: sentence-transformers on torch,
 the default before issue 13); each other model is reported as a ratio to it,
@@ -12,6 +12,9 @@ a. Full index of the generated bench vault (bench/vaultgen.py, cached): the real
    then until C{/index/status} reports every chunk embedded (C{vectors_pending}
    0, or vectors = chunks). Wall time from the job's submission. Target: the
    default model <= 0.5x the baseline.
+c. The bare models (no daemon), one after the other in this process: load time,
+   bulk embedding of 400 chunks of the labelled vault (bench/data/vault, chunked
+   as the indexer does, repeated to 400), and one-query latency (p50 of 40).
 b. Spawn -> first vector-search hit on a small vault (demo-vault): from starting
    the process to the first C{GET /search?mode=vector} that returns a hit and is
    not degraded (a C{vault.scan} is submitted as soon as the ready line arrives;
@@ -125,6 +128,36 @@ def bench_b(models: list[str], reps: int, timeout: float) -> None:
               f"{best[model] / base:.3f}{target}")
 
 
+def bench_c(models: list[str]) -> None:
+    from enttok.index.models import in_process_embedder, parse_models
+    from enttok.vault.chunker import chunk_note
+    from enttok.vault.parser import parse_note
+
+    print(f"\nc. bare models, 400 chunks of bench/data/vault, 2 threads ({load_average()})")
+    vault = REPO / "bench" / "data" / "vault"
+    texts = [chunk.embed_text for path in sorted(vault.rglob("*.md"))
+             for chunk in chunk_note(parse_note(path.name, path.read_bytes()).body)]
+    texts = (texts * (400 // len(texts) + 1))[:400]
+    queries = ["회의록 정리", "postgres vacuum tuning", "배포 체크리스트를 업데이트",
+               "how did the incident review go"] * 10
+    for setting in models:
+        for name in parse_models(setting):
+            started = time.perf_counter()
+            embedder = in_process_embedder(name, 2)
+            embedder.load()
+            loaded = time.perf_counter()
+            embedder.embed(texts)
+            bulk = time.perf_counter() - loaded
+            times = []
+            for q in queries:
+                t = time.perf_counter()
+                embedder.embed([q])
+                times.append(time.perf_counter() - t)
+            embedder.close()
+            print(f"  {name:20} load {loaded - started:6.2f} s  {len(texts) / bulk:6.1f} chunks/s"
+                  f"  query p50 {sorted(times)[len(times) // 2] * 1000:5.1f} ms", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=2000)
@@ -138,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     print(f"model_bench: models {models}, {os.cpu_count()} CPUs, {load_average()}")
     only = {x.strip() for x in args.only.split(",")}
+    if "c" in only:
+        bench_c(models)
     if "b" in only:
         bench_b(models, args.reps, min(args.timeout, 300.0))
     if "a" in only:
