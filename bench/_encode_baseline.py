@@ -30,7 +30,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+Encode = Callable[[list[str]], object]
 
 
 def main(argv: list[str]) -> int:
@@ -44,89 +47,82 @@ def main(argv: list[str]) -> int:
                              "indexer sends 64 per call)")
     parser.add_argument("--model", default="minilm", help="a model name (enttok.index.models)")
     args = parser.parse_args(argv)
-    if args.model != "minilm":
-        return other_model(args)
-
-    from enttok.index.embedder import default_model_path, worker_environment
+    from enttok.index.embedder import worker_environment
 
     os.environ.update(worker_environment())  # before torch is imported
     started = time.perf_counter()
+    if args.model == "minilm":
+        out, bulk, single = sentence_transformers_model(args.batch_size)
+    else:
+        out, bulk, single = other_model(args.model)
+    out.update(load_seconds=time.perf_counter() - started, load_cpu_seconds=time.process_time())
+    if args.texts is not None:
+        out.update(time_texts(bulk, json.loads(args.texts.read_text()), args.call_size,
+                              args.repeat))
+    if args.queries is not None:
+        queries = json.loads(args.queries.read_text())
+        out["query_seconds"] = time_queries(single, queries)
+        one_thread = out.pop("one_thread", None)
+        if callable(one_thread):  # a diagnostic: the same queries on one torch thread
+            one_thread()
+            out["query_seconds_1_thread"] = time_queries(single, queries)
+    out.pop("one_thread", None)
+    print(json.dumps(out))
+    return 0
+
+
+def sentence_transformers_model(batch_size: int) -> tuple[dict[str, object], Encode, Encode]:
+    """The bundled all-MiniLM-L6-v2 loaded as the worker loads it, warmed up."""
+    import torch
     from sentence_transformers import SentenceTransformer
+
+    from enttok.index.embedder import default_model_path
 
     model = SentenceTransformer(default_model_path(), device="cpu")
     model.encode(["warm up"], show_progress_bar=False)
-    out: dict[str, object] = {"load_seconds": time.perf_counter() - started,
-                              "load_cpu_seconds": time.process_time()}
-    import torch
 
-    out["torch_threads"] = torch.get_num_threads()
-    if args.texts is not None:
-        texts = json.loads(args.texts.read_text())
-        runs = []
-        cpu = time.process_time()
-        size = args.call_size or len(texts) or 1
-        for _ in range(args.repeat):
-            wall = time.perf_counter()
-            for start in range(0, len(texts), size):
-                model.encode(texts[start:start + size], batch_size=args.batch_size,
-                             normalize_embeddings=True, convert_to_numpy=True,
-                             show_progress_bar=False)
-            runs.append(time.perf_counter() - wall)
-        out.update(texts=len(texts), encode_seconds=sorted(runs)[len(runs) // 2],
-                   encode_runs=runs, encode_cpu_seconds=(time.process_time() - cpu) / len(runs))
-    if args.queries is not None:
-        latencies = []
-        for query in json.loads(args.queries.read_text()):
-            wall = time.perf_counter()
-            model.encode([query], batch_size=32, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=False)
-            latencies.append(time.perf_counter() - wall)
-        out["query_seconds"] = latencies
-        if torch.get_num_threads() > 1:  # a diagnostic: the same queries on one thread
-            torch.set_num_threads(1)
-            single = []
-            for query in json.loads(args.queries.read_text()):
-                wall = time.perf_counter()
-                model.encode([query], batch_size=32, normalize_embeddings=True,
-                             convert_to_numpy=True, show_progress_bar=False)
-                single.append(time.perf_counter() - wall)
-            out["query_seconds_1_thread"] = single
-    print(json.dumps(out))
-    return 0
+    def encode(texts: list[str], size: int) -> object:
+        return model.encode(texts, batch_size=size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=False)
+
+    out: dict[str, object] = {"torch_threads": torch.get_num_threads()}
+    if torch.get_num_threads() > 1:
+        out["one_thread"] = lambda: torch.set_num_threads(1)
+    return out, lambda texts: encode(texts, batch_size), lambda texts: encode(texts, 32)
 
 
-def other_model(args: argparse.Namespace) -> int:
-    """The same timings for a model that is not sentence-transformers (USE, ONNX)."""
-    from enttok.index.embedder import worker_environment
+def other_model(name: str) -> tuple[dict[str, object], Encode, Encode]:
+    """A model that is not sentence-transformers (USE, ONNX), as the worker loads it."""
     from enttok.index.models import in_process_embedder
 
-    os.environ.update(worker_environment())
-    started = time.perf_counter()
-    model = in_process_embedder(args.model)
+    model = in_process_embedder(name)
     model.load()
-    out: dict[str, object] = {"load_seconds": time.perf_counter() - started,
-                              "load_cpu_seconds": time.process_time(), "torch_threads": 0}
-    if args.texts is not None:
-        texts = json.loads(args.texts.read_text())
-        runs = []
-        cpu = time.process_time()
-        size = args.call_size or len(texts) or 1
-        for _ in range(args.repeat):
-            wall = time.perf_counter()
-            for start in range(0, len(texts), size):
-                model.embed(texts[start:start + size])
-            runs.append(time.perf_counter() - wall)
-        out.update(texts=len(texts), encode_seconds=sorted(runs)[len(runs) // 2],
-                   encode_runs=runs, encode_cpu_seconds=(time.process_time() - cpu) / len(runs))
-    if args.queries is not None:
-        latencies = []
-        for query in json.loads(args.queries.read_text()):
-            wall = time.perf_counter()
-            model.embed([query])
-            latencies.append(time.perf_counter() - wall)
-        out["query_seconds"] = latencies
-    print(json.dumps(out))
-    return 0
+    return {"torch_threads": 0}, model.embed, model.embed
+
+
+def time_texts(encode: Encode, texts: list[str], call_size: int,
+               repeat: int) -> dict[str, object]:
+    """Encode C{texts} C{repeat} times (in calls of C{call_size}): the median wall time."""
+    runs = []
+    cpu = time.process_time()
+    size = call_size or len(texts) or 1
+    for _ in range(repeat):
+        wall = time.perf_counter()
+        for start in range(0, len(texts), size):
+            encode(texts[start:start + size])
+        runs.append(time.perf_counter() - wall)
+    return {"texts": len(texts), "encode_seconds": sorted(runs)[len(runs) // 2],
+            "encode_runs": runs, "encode_cpu_seconds": (time.process_time() - cpu) / len(runs)}
+
+
+def time_queries(encode: Encode, queries: list[str]) -> list[float]:
+    """Each query encoded alone, as a search does: seconds each."""
+    latencies = []
+    for query in queries:
+        wall = time.perf_counter()
+        encode([query])
+        latencies.append(time.perf_counter() - wall)
+    return latencies
 
 
 if __name__ == "__main__":
