@@ -6,7 +6,6 @@ Imports neither torch nor sentence-transformers: the folder holds C{model.onnx}
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,8 +130,3 @@ class OnnxEmbedder:
         with self._lock:
             self._session = self._query_session = self._tokenizer = None
 
-
-def onnx_threads() -> int | None:
-    """ONNX Runtime threads for bulk embedding: the cores, at most 4 (None: its default)."""
-    cores = os.cpu_count() or 0
-    return min(cores, 4) if cores else None
