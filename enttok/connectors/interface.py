@@ -111,3 +111,28 @@ class ConnectorPlugin:
 
     def build(self, deps: ConnectorDeps) -> IConnector:
         return self.factory(deps)
+
+
+class SectionSettings:
+    """
+    For a connector whose settings are C{connectors.<connector_id>} with
+    C{enabled} and C{interval_minutes}: the section, the switch, the interval
+    (C{None} when off, unconfigured or 0). Subclasses say what C{configured} means.
+    """
+
+    connector_id: str
+
+    def section(self, settings: Settings) -> Mapping[str, Any]:
+        section: Mapping[str, Any] = settings["connectors"][self.connector_id]
+        return section
+
+    def configured(self, settings: Settings) -> bool:
+        raise NotImplementedError
+
+    def enabled(self, settings: Settings) -> bool:
+        return bool(self.section(settings)["enabled"])
+
+    def interval_minutes(self, settings: Settings) -> int | None:
+        minutes = int(self.section(settings)["interval_minutes"])
+        on = minutes and self.enabled(settings) and self.configured(settings)
+        return minutes if on else None

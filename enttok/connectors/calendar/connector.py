@@ -20,7 +20,7 @@ from enttok.connectors.calendar.parse import (
     read_calendars,
     stale_identities,
 )
-from enttok.connectors.interface import ConnectorDeps, IConnector, Settings
+from enttok.connectors.interface import ConnectorDeps, IConnector, SectionSettings, Settings
 from enttok.jobs.context import JobContext
 from enttok.validation import Field, boolean, integer, optional
 
@@ -34,10 +34,6 @@ PAYLOAD = {
     "force": Field(boolean, False, "Parse the files even when they did not change."),
 }
 
-
-def _section(settings: Settings) -> Mapping[str, Any]:
-    section: Mapping[str, Any] = settings["connectors"]["calendar"]
-    return section
 
 
 def user_zone(name: str | None) -> tzinfo:
@@ -68,7 +64,7 @@ def store_window(conn: sqlite3.Connection, harvest: Harvest, window: Window, now
 
 
 @implementer(IConnector)
-class CalendarConnector:
+class CalendarConnector(SectionSettings):
     """Events of the C{.ics} files and folders in C{connectors.calendar.paths}."""
 
     connector_id = "calendar"
@@ -80,22 +76,14 @@ class CalendarConnector:
         self._deps = deps
 
     def configured(self, settings: Settings) -> bool:
-        return bool(_section(settings)["paths"])
-
-    def enabled(self, settings: Settings) -> bool:
-        return bool(_section(settings)["enabled"])
-
-    def interval_minutes(self, settings: Settings) -> int | None:
-        minutes = int(_section(settings)["interval_minutes"])
-        on = minutes and self.enabled(settings) and self.configured(settings)
-        return minutes if on else None
+        return bool(self.section(settings)["paths"])
 
     def sync(self, ctx: JobContext) -> Deferred[dict[str, Any]]:
         return ensureDeferred(self._sync(ctx))
 
     async def _sync(self, ctx: JobContext) -> dict[str, Any]:
         settings = self._deps.settings()
-        section = _section(settings)
+        section = self.section(settings)
         days_back = ctx.payload["days_back"]
         days_ahead = ctx.payload["days_ahead"]
         zone = user_zone(settings.get("timezone"))

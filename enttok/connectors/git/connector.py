@@ -10,17 +10,12 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from enttok.connectors.git.sync import PAYLOAD, STATE_KEY, sync_git
-from enttok.connectors.interface import ConnectorDeps, IConnector, Settings
+from enttok.connectors.interface import ConnectorDeps, IConnector, SectionSettings, Settings
 from enttok.jobs.context import JobContext
 
 
-def _section(settings: Settings) -> Mapping[str, Any]:
-    section: Mapping[str, Any] = settings["connectors"]["git"]
-    return section
-
-
 @implementer(IConnector)
-class GitConnector:
+class GitConnector(SectionSettings):
     """
     The user's own commits in local repositories.
 
@@ -38,18 +33,10 @@ class GitConnector:
         self._environ = environ
 
     def configured(self, settings: Settings) -> bool:
-        git = _section(settings)
+        git = self.section(settings)
         return bool(git["repositories"] or git["search_roots"])
-
-    def enabled(self, settings: Settings) -> bool:
-        return bool(_section(settings)["enabled"])
-
-    def interval_minutes(self, settings: Settings) -> int | None:
-        minutes = int(_section(settings)["interval_minutes"])
-        on = minutes and self.enabled(settings) and self.configured(settings)
-        return minutes if on else None
 
     def sync(self, ctx: JobContext) -> Deferred[dict[str, Any]]:
         environ = self._environ if self._environ is not None else os.environ
         return sync_git(ctx, self._deps.db, self._deps.reactor,
-                        _section(self._deps.settings()), environ)
+                        self.section(self._deps.settings()), environ)
