@@ -38,7 +38,7 @@ for C{minilm}, the embedder's own C{embed} for the others).
 b, c and d run on an index built once and cached (keyed by size and seed). For
 C{--vectors model} its vectors come from the real model; C{--vectors hashing}
 (the default above 5,000 notes, where embedding every chunk would take hours on
-2 cores) stores vectors of enttok's C{HashingEmbedder} (the model's length) under the
+2 cores) stores vectors of the tests' C{HashingEmbedder} (the model's length) under the
 model's id before the first scan, so the daemon finds them and embeds nothing:
 sizes and code paths are real, vector results are not meaningful. Queries and
 edited chunks are always embedded by the real model.
@@ -128,12 +128,12 @@ def seed_hashing_vectors(vault: Path, data_dir: Path, model: str) -> int:
     """Store HashingEmbedder vectors for every chunk of the vault, keyed as the daemon
     keeps C{model}'s (its vector id and length)."""
     from enttok.index import models
-    from enttok.index.embedder import HashingEmbedder
     from enttok.store.db import connect
     from enttok.store.migrations import migrate
     from enttok.vault.chunker import chunk_note
     from enttok.vault.parser import parse_note
     from enttok.vault.walker import list_notes
+    from tests.embedders import HashingEmbedder
 
     path = db_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
 
 The vault and its index come from bench/index_bench.py's cache (C{$ENTTOK_BENCH_CACHE},
 default /tmp/enttok-bench; built there the first time, which takes minutes: for
-more than 5,000 notes its stored vectors are enttok's C{HashingEmbedder} under the
+more than 5,000 notes its stored vectors are the tests' C{HashingEmbedder} under the
 real model's id, so sizes and code paths are real while vector results are not).
 A scratch copy of the cached data folder gets 200 activity items on the day of
 the vault's last daily note (UTC) and 20 notes marked as modified that day; the

@@ -41,7 +41,7 @@ TWISTD = ["-c", "import sys; from twisted.scripts.twistd import run; sys.exit(ru
 #: model takes ~30 s to import, in a worker process the daemon only talks to).
 HASHING = ["-c", "import sys\n"
                  "import enttok.service\n"
-                 "from enttok.index.embedder import HashingEmbedder\n"
+                 "from tests.embedders import HashingEmbedder\n"
                  "enttok.service.embedder_for = lambda path: HashingEmbedder()\n"
                  "from twisted.scripts.twistd import run\n"
                  "sys.exit(run())\n",

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from enttok.api.app import BackendAPI
 from enttok.api.guard import Guard
 from enttok.index import store as index_store
-from enttok.index.embedder import HashingEmbedder, IEmbedder
+from enttok.index.embedder import IEmbedder
 from enttok.index.indexer import VaultIndex, list_vault
 from enttok.index.jobs import rebuild_job, scan_job, update_job
 from enttok.index.search import Searcher, SearchQuery
@@ -28,6 +28,7 @@ from enttok.jobs.registry import JobType
 from enttok.settings import SettingsStore
 from enttok.store import Database
 from enttok.threads import BlockingRunner, run_inline
+from tests.embedders import HashingEmbedder
 from tests.jobsupport import START, Harness, on_reactor
 
 

@@ -22,9 +22,9 @@ from urllib.parse import urlencode
 from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.index import store as index_store
-from enttok.index.embedder import HashingEmbedder
 from enttok.index.vectors import VectorIndex, model_file
 from tests.daemonsupport import HASHING_DIMENSION, HASHING_MODEL, Daemon, db_path, write_settings
+from tests.embedders import HashingEmbedder
 from tests.indexsupport import live_labels
 
 LOAD_SECONDS = "ENTTOK_TEST_LOAD_SECONDS"

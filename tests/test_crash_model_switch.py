@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from enttok.index.embedder import HashingEmbedder
 from enttok.index.indexer import EMBED_BATCH
 from enttok.index.vectors import model_file
 from tests.daemonsupport import Daemon, write_settings
+from tests.embedders import HashingEmbedder
 from tests.test_crash_model_load import make_vault
 
 EMBED_SECONDS = "ENTTOK_TEST_EMBED_SECONDS"

@@ -11,9 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.index import indexer
 from enttok.index import store as index_store
-from enttok.index.embedder import HashingEmbedder
 from enttok.jobs.context import JobCanceled, JobContext
 from enttok.threads import run_inline
+from tests.embedders import HashingEmbedder
 from tests.indexsupport import IndexFixture, check_consistent, count, make_vault
 
 BATCH = 4

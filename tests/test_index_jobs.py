@@ -10,12 +10,12 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from enttok.index.embedder import HashingEmbedder
 from enttok.index.indexer import MAX_FILE_BYTES, VaultIndex
 from enttok.index.search import Searcher, SearchQuery
 from enttok.jobs import store
 from enttok.jobs.model import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from enttok.validation import ValidationError
+from tests.embedders import HashingEmbedder
 from tests.indexsupport import (
     APIClient,
     check_consistent,

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from enttok.index import store as index_store
-from enttok.index.embedder import EmbedderUnavailable, HashingEmbedder, IEmbedder
+from enttok.index.embedder import EmbedderUnavailable, IEmbedder
 from enttok.index.indexer import (
     EMBED_BATCH,
     MAX_EMBED_CRASHES,
@@ -33,6 +33,7 @@ from enttok.index.vectors import VectorIndex, model_file
 from enttok.jobs.engine import MAX_ATTEMPTS
 from enttok.jobs.model import FAILED, SUCCEEDED
 from enttok.jobs.registry import JobType
+from tests.embedders import HashingEmbedder
 from tests.indexsupport import check_consistent, make_vault, write
 from tests.jobsupport import Harness
 

@@ -7,7 +7,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from enttok.index.embedder import EmbedderUnavailable, HashingEmbedder, IEmbedder
+from enttok.index.embedder import EmbedderUnavailable, IEmbedder
 from enttok.index.search import RRF_K, SearchQuery, best_per_note, fts_ranked, fts_scored, fuse
 from enttok.index.text import (
     MAX_QUERY_CHARS,
@@ -18,6 +18,7 @@ from enttok.index.text import (
     highlight,
     query_terms,
 )
+from tests.embedders import HashingEmbedder
 from tests.indexsupport import APIClient, IndexFixture, make_vault
 
 MEETING = "journal/2024-05-02 회의.md"

@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.index import indexer
 from enttok.index import store as index_store
-from enttok.index.embedder import HashingEmbedder
 from enttok.index.vectors import COMPACT_RATIO, MIN_CAPACITY, VectorIndex
+from tests.embedders import HashingEmbedder
 from tests.indexsupport import (
     IndexFixture,
     check_consistent,

@@ -57,13 +57,13 @@ def registered_names(folder: Path) -> list[str]:
     """Job types of a real registry (built on a throwaway database)."""
     from twisted.internet.task import Clock
 
-    from enttok.index.embedder import HashingEmbedder
     from enttok.index.indexer import VaultIndex
     from enttok.index.vectors import VectorIndex
     from enttok.service import registry_for
     from enttok.settings import SettingsStore
     from enttok.store import Database
     from enttok.threads import run_inline
+    from tests.embedders import HashingEmbedder
 
     folder.mkdir(parents=True)
     db = Database(folder / "index.db", run_inline)

@@ -29,7 +29,6 @@ from twisted.web.test.requesthelper import DummyRequest
 from enttok.api.errors import APIError
 from enttok.api.requests import read_json
 from enttok.index import store as index_store
-from enttok.index.embedder import HashingEmbedder
 from enttok.index.indexer import VaultIndex
 from enttok.index.search import SearchQuery, fts_ranked
 from enttok.index.store import NoteUpdate
@@ -46,6 +45,7 @@ from enttok.validation import ValidationError
 from enttok.vault.chunker import chunk_note
 from enttok.vault.parser import NotText, parse_note
 from enttok.vault.walker import list_notes
+from tests.embedders import HashingEmbedder
 
 EXAMPLES = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

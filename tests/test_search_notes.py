@@ -8,7 +8,6 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from enttok.index.embedder import HashingEmbedder
 from enttok.index.indexer import VaultIndex
 from enttok.index.search import (
     MAX_VECTOR_CHUNKS,
@@ -22,6 +21,7 @@ from enttok.index.search import (
 from enttok.index.text import fts_query, query_terms
 from enttok.index.vectors import VectorIndex, model_file
 from enttok.threads import run_inline
+from tests.embedders import HashingEmbedder
 from tests.indexsupport import APIClient, IndexFixture, make_vault
 
 LONG = "work/2024-05-01 함수 정리.md"

@@ -23,7 +23,6 @@ from enttok.api.app import BackendAPI, StatusSource, idle_status
 from enttok.api.guard import Guard
 from enttok.connectors.github import store as gh_store
 from enttok.connectors.github.normalize import ActivityItem
-from enttok.index.embedder import HashingEmbedder
 from enttok.index.indexer import VaultIndex
 from enttok.index.jobs import update_job
 from enttok.index.search import Searcher
@@ -36,6 +35,7 @@ from enttok.suggest.job import suggest_job
 from enttok.threads import run_inline
 from enttok.validation import ValidationError
 from tests.apisupport import PORT, TOKEN, APITestCase
+from tests.embedders import HashingEmbedder
 from tests.fakegithub import wait_until
 from tests.fakellm import PATH, FakeLLM
 from tests.indexsupport import make_vault, write

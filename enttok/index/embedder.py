@@ -1,4 +1,4 @@
-"""Embedders: the IEmbedder seam, the real model, a worker-process wrapper, a test double.
+"""Embedders: the IEmbedder seam, the real model, a worker-process wrapper.
 
 Nothing heavy is imported here: torch and sentence-transformers load only when
 a model is first needed, and by default only in a worker process.
@@ -7,10 +7,8 @@ a model is first needed, and by default only in a worker process.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
-import re
 import struct
 import subprocess
 import threading
@@ -48,50 +46,6 @@ class IEmbedder(Interface):
 
     def close() -> None:
         """Release the model (and its worker process, if any)."""
-
-
-_TOKEN = re.compile(r"[\uac00-\ud7a3\u4e00-\u9fff\u3040-\u30ff]{1,2}|[^\W_]+")
-
-
-@implementer(IEmbedder)
-class HashingEmbedder:
-    """
-    A small deterministic embedder (feature hashing of words and CJK bigrams).
-
-    It is what the tests use instead of the real model: texts that share words
-    get similar vectors, and nothing is downloaded or slow.
-    """
-
-    def __init__(self, dimension: int = 64, model_id: str | None = None) -> None:
-        self.dimension = dimension
-        self.model_id = model_id or f"hashing-{dimension}"
-        self.loaded = False
-        self.calls = 0
-        self.texts_embedded = 0
-
-    def load(self) -> None:
-        self.loaded = True
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        import numpy as np
-
-        self.load()
-        self.calls += 1
-        self.texts_embedded += len(texts)
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for token in _TOKEN.findall(text.lower()):
-                digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
-                value = int.from_bytes(digest, "little")
-                out[row, value % self.dimension] += 1.0 if value & (1 << 63) else -1.0
-            norm = float(np.linalg.norm(out[row]))
-            out[row] = out[row] / norm if norm else out[row]
-            if not norm:
-                out[row, 0] = 1.0
-        return out
-
-    def close(self) -> None:
-        self.loaded = False
 
 
 def default_model_path() -> str:
