@@ -6,6 +6,7 @@ Pure and blocking: no I/O, safe to call from worker threads.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 import re
 import unicodedata
@@ -14,7 +15,6 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-import yaml
 from attrs import frozen
 
 T = TypeVar("T")
@@ -101,17 +101,26 @@ def decode_text(raw: bytes) -> str:
 # -- frontmatter ---------------------------------------------------------------------------
 
 
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+@functools.cache
+def _frontmatter_load() -> Callable[[str], Any]:
+    """
+    C{yaml.load} with safe YAML that keeps timestamps as the strings written (always
+    JSON-safe, and an impossible date such as 2026-02-30 does not make the whole block
+    invalid).
 
+    Built at the first front matter: PyYAML is not imported while the daemon starts.
+    """
+    import yaml
 
-class _FrontmatterLoader(_SafeLoader):
-    """Safe YAML that keeps timestamps as the strings written (always JSON-safe, and an
-    impossible date such as 2026-02-30 does not make the whole block invalid)."""
+    safe: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
+    class FrontmatterLoader(safe):
+        pass
 
-_FrontmatterLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", yaml.constructor.SafeConstructor.construct_yaml_str
-)
+    FrontmatterLoader.add_constructor(
+        "tag:yaml.org,2002:timestamp", yaml.constructor.SafeConstructor.construct_yaml_str)
+    return functools.partial(yaml.load, Loader=FrontmatterLoader)
+
 
 _FM_START = re.compile(r"---[ \t]*\n")
 _FM_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$", re.MULTILINE)
@@ -132,7 +141,7 @@ def split_frontmatter(text: str) -> tuple[dict[str, Any], str, int, list[str]]:
     try:
         # PyYAML raises more than YAMLError on hostile input (ValueError, RecursionError...),
         # and a broken block must never make the note unparseable.
-        loaded = yaml.load(block, Loader=_FrontmatterLoader)
+        loaded = _frontmatter_load()(block)
     except Exception as e:
         return {}, body, body_line, [f"invalid YAML frontmatter: {_one_line(e)}"]
     if loaded is None:
