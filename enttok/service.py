@@ -20,7 +20,7 @@ from enttok.config import Config, ConfigError, load_or_create_token
 from enttok.connectors.interface import ConnectorDeps, IConnector
 from enttok.connectors.loader import build_connectors, connector_job
 from enttok.events.bus import EventBus
-from enttok.events.websocket import EventStream, events_resource
+from enttok.events.websocket import EventsResource, EventStream
 from enttok.index.indexer import VaultIndex
 from enttok.index.jobs import Submit, embed_job, rebuild_job, scan_job, update_job
 from enttok.index.models import parse_models
@@ -244,8 +244,10 @@ class EnttokService(OrderedServices):
         api = BackendAPI(reactor, settings, self.status, self.engine, self.index, self.db,
                          connectors=self.connectors,
                          run_blocking=pool_runner(reactor, reactor.getThreadPool()))
-        guard = Guard(api.resource(), events_resource(EventStream(self.bus, self.db)), token,
-                      lambda: settings.get("allowed_origins"))
+        events = EventsResource(EventStream(self.bus, self.db))
+        guard = Guard(api.resource(), events, token, lambda: settings.get("allowed_origins"))
+        reactor.callWhenRunning(lambda: events.preload(reactor).addErrback(
+            lambda f: log.failure("could not import the WebSocket library", f)))
         site = APISite(guard, timeout=HTTP_TIMEOUT,
                        logFormatter=redacting_formatter(self.secrets))
         web = WebService(reactor, self.config.port, site, guard)

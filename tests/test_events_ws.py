@@ -26,7 +26,8 @@ from enttok.api.guard import Guard
 from enttok.api.requests import APISite
 from enttok.config import prepare_directories, resolve_config
 from enttok.events.bus import RESTART_GAP, EventBus, Message
-from enttok.events.websocket import SUBPROTOCOL, EventStream, events_resource
+from enttok.events.protocol import SUBPROTOCOL
+from enttok.events.websocket import EventsResource, EventStream
 from enttok.jobs import store
 from enttok.jobs.context import JobContext
 from enttok.jobs.engine import PROGRESS_INTERVAL
@@ -518,7 +519,7 @@ class SlowSocketTests(TestCase):
         self.addCleanup(self.db.connection.close)
         self.bus = EventBus()
         self.stream = EventStream(self.bus, self.db)
-        guard = Guard(Resource(), events_resource(self.stream), TOKEN, lambda: [])
+        guard = Guard(Resource(), EventsResource(self.stream), TOKEN, lambda: [])
         endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
         port = yield endpoint.listen(APISite(guard))
         self.addCleanup(port.stopListening)

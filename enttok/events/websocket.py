@@ -1,28 +1,31 @@
 """The C{/events} WebSocket: live job events, resumable with C{?since=<seq>}.
 
-The guard has checked the token and Origin before a connection gets here.
+The fan-out lives here, the Autobahn protocol in L{enttok.events.protocol}. The
+guard has checked the token and Origin before a connection gets here.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import define, field
-from autobahn.twisted.resource import WebSocketResource
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer, IReactorThreads
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
 from zope.interface import implementer
 
-from enttok.common.auth import TOKEN_SUBPROTOCOL_PREFIX
 from enttok.events.bus import EventBus, Message
 from enttok.jobs import store
 from enttok.store import Database
 
-SUBPROTOCOL = "enttok.v1"
+if TYPE_CHECKING:
+    from enttok.events.protocol import EventsProtocol
+
 #: While its connection's buffer is full (the transport paused us), a client is
 #: sent at most this many more bytes; after that it misses messages until the
 #: buffer drains and is then sent a resync.
@@ -153,45 +156,35 @@ class EventStream:
             self._send(client, {"type": "resync", "seq": self._bus.seq})
 
 
-class EventsProtocol(WebSocketServerProtocol):
-    """One /events client."""
+class EventsResource(Resource):
+    """
+    The resource the guard serves at C{/events}: Autobahn's WebSocket resource,
+    built at the first connection.
 
-    factory: EventsFactory
-    _since: int | None = None
+    Importing Autobahn costs about a fifth of the daemon's start-up, so it is
+    left out of the path to the first answer: L{preload} imports it in a thread
+    once the port is open, and a connection that comes first imports it itself.
+    """
 
-    def onConnect(self, request: ConnectionRequest) -> str | None:
-        raw = request.params.get("since", [None])[0]
-        if raw is not None:
-            if not (raw.isascii() and raw.isdigit()):  # int() refuses "²", a digit to isdigit
-                raise ConnectionDeny(400, "since must be a non-negative integer")
-            self._since = int(raw)
-        if SUBPROTOCOL in request.protocols:
-            return SUBPROTOCOL
-        # A browser fails the handshake unless one offered subprotocol is chosen.
-        return next((p for p in request.protocols if p.startswith(TOKEN_SUBPROTOCOL_PREFIX)),
-                    None)
-
-    def onOpen(self) -> None:
-        # The transport was taken over from twisted.web, whose channel is still
-        # its producer: it would be paused and resumed in our place.
-        self.unregisterProducer()
-        self.factory.stream.attach(self, self._since)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.stream.detach(self)
-
-
-class EventsFactory(WebSocketServerFactory):
-    protocol = EventsProtocol  # type: ignore[assignment]
+    isLeaf = True
 
     def __init__(self, stream: EventStream) -> None:
         super().__init__()
-        self.stream = stream
-        self.setProtocolOptions(autoPingInterval=20, autoPingTimeout=20,
-                                maxMessagePayloadSize=64 * 1024,
-                                maxFramePayloadSize=64 * 1024)
+        self._stream = stream
+        self._websocket: IResource | None = None
+
+    def preload(self, reactor: IReactorThreads) -> Deferred[None]:
+        """Import Autobahn in one of C{reactor}'s threads."""
+        return deferToThreadPool(reactor, reactor.getThreadPool(), _import_protocol)
+
+    def render(self, request: IRequest) -> bytes | int:
+        if self._websocket is None:
+            from enttok.events.protocol import websocket_resource
+
+            self._websocket = websocket_resource(self._stream)
+        answer: bytes | int = self._websocket.render(request)
+        return answer
 
 
-def events_resource(stream: EventStream) -> WebSocketResource:
-    """The resource the guard serves at C{/events}."""
-    return WebSocketResource(EventsFactory(stream))
+def _import_protocol() -> None:
+    import enttok.events.protocol  # noqa: F401
