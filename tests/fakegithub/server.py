@@ -1,6 +1,10 @@
 """The fake GitHub's HTTP side: its server, the requests it saw, injected faults,
 the primary rate limit, routes with C{Link} pagination and ETags, and GitHub's
-error bodies; with helpers to wait on the real reactor."""
+error bodies; with helpers to wait on the real reactor.
+
+It serves either on 127.0.0.1 (L{FakeGitHub.listen}) or in memory, through
+L{treq.testing.StubTreq} (L{FakeGitHub.stub}), where a test drives every
+timer with a L{twisted.internet.task.Clock} and no socket is opened."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from attrs import define, field
+from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.python.failure import Failure
@@ -24,6 +29,8 @@ from tests.fakegithub.documents import GitHubDocuments
 from tests.fakegithub.state import MAX_EVENTS, Commit, Issue, Repo
 
 DOCS = "https://docs.github.com/rest"
+#: The API root's origin when served in memory (L{FakeGitHub.stub}).
+MEMORY_ORIGIN = "http://api.github.test"
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 
@@ -102,7 +109,8 @@ class FakeGitHub(GitHubDocuments):
     """
     The fake's state, faults and server.
 
-    @param reactor: listens, and times delays (the real reactor).
+    @param reactor: times delays, and listens if L{listen} is called (the real
+        reactor; served in memory, a L{twisted.internet.task.Clock}).
     @param clock: the time of rate-limit windows (defaults to C{reactor}; a test
         can share a L{twisted.internet.task.Clock} with the client under test).
     @param token: the only token accepted (C{None}: no authentication).
@@ -129,6 +137,7 @@ class FakeGitHub(GitHubDocuments):
         self.max_in_flight = 0
         self.on_request: Callable[[Recorded], None] | None = None
         self._port: IListeningPort | None = None
+        self._stub: StubTreq | None = None
         self._held: list[tuple[Request, Fault | None]] = []
         self._open: dict[Request, Recorded] = {}
         self._timers: set[IDelayedCall] = set()
@@ -140,6 +149,20 @@ class FakeGitHub(GitHubDocuments):
         self._port = self._reactor.listenTCP(port, _Site(_Root(self)), interface="127.0.0.1")
         return self.base_url
 
+    def stub(self) -> StubTreq:
+        """
+        Serve in memory: a L{StubTreq} whose requests reach the fake without a
+        socket (at L{MEMORY_ORIGIN}). An answer given later than the request
+        (C{hold}, C{delay}, L{latency}) reaches the client at its C{flush()}.
+        """
+        self._stub = StubTreq(_Root(self))
+        return self._stub
+
+    def flush(self) -> None:
+        """Deliver what the in-memory server wrote (nothing when listening)."""
+        if self._stub is not None:
+            self._stub.flush()
+
     @property
     def port(self) -> int:
         assert self._port is not None, "not listening"
@@ -147,6 +170,8 @@ class FakeGitHub(GitHubDocuments):
 
     @property
     def base_url(self) -> str:
+        if self._port is None and self._stub is not None:
+            return f"{MEMORY_ORIGIN}{self.prefix}"
         return f"http://127.0.0.1:{self.port}{self.prefix}"
 
     @property

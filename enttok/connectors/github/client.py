@@ -82,6 +82,16 @@ def next_link(header: str | None) -> str | None:
     return None
 
 
+def backoff(attempt: int, jitter: float) -> float:
+    """
+    Seconds to wait before retry C{attempt} (1, 2, ...): half of a ceiling that
+    doubles from L{BACKOFF_BASE} up to L{BACKOFF_MAX}, plus C{jitter} (in [0, 1))
+    times the other half.
+    """
+    ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
+    return float(ceiling / 2 + ceiling / 2 * jitter)
+
+
 def _header(response: Any, name: str) -> str | None:
     values = response.headers.getRawHeaders(name)
     return values[0] if values else None
@@ -106,18 +116,21 @@ class GitHubClient:
     @param http: a L{treq.client.HTTPClient} (its agent decides how to connect).
     @param token: sent as C{Authorization: Bearer}; never logged.
     @param jitter: returns a factor in [0, 1) for backoff jitter (tests fix it).
+    @param retries: how many times a transient failure is retried.
     """
 
     log = Logger()
 
     def __init__(self, http: Any, clock: IReactorTime, base_url: str, token: str | None,
-                 jitter: Callable[[], float] = random.random) -> None:
+                 jitter: Callable[[], float] = random.random,
+                 retries: int = MAX_RETRIES) -> None:
         self._http = http
         self._clock = clock
         self.base_url = base_url.rstrip("/")
         self._origin = urlsplit(self.base_url)[:2]
         self._token = token
         self._jitter = jitter
+        self._retries = retries
         self._slots = DeferredSemaphore(MAX_IN_FLIGHT)
         self.remaining: int | None = None
         self.requests = 0
@@ -159,7 +172,7 @@ class GitHubClient:
                 response, body = yield self._request(url, etag)
             except (TimeoutError, ConnectError, ConnectionLost, DNSLookupError,
                     ResponseFailed) as e:
-                if attempt > MAX_RETRIES:
+                if attempt > self._retries:
                     raise GitHubError("github_unavailable",
                                       f"GitHub did not answer: {type(e).__name__}") from None
                 yield self._sleep(self._backoff(attempt))
@@ -196,7 +209,7 @@ class GitHubClient:
         if status in (403, 429):
             retry_after = _header(response, "retry-after")
             if retry_after is not None and retry_after.isdigit():
-                if attempt > MAX_RETRIES or int(retry_after) > MAX_RETRY_AFTER:
+                if attempt > self._retries or int(retry_after) > MAX_RETRY_AFTER:
                     raise GitHubError("github_rate_limited",
                                       f"secondary rate limit: retry after {retry_after} s",
                                       status)
@@ -206,28 +219,26 @@ class GitHubClient:
                 reset_at = float(reset) if reset and reset.isdigit() else (
                     self._clock.seconds() + 3600)
                 wait = reset_at - self._clock.seconds()
-                if wait > WAIT_FOR_RESET or attempt > MAX_RETRIES:
+                if wait > WAIT_FOR_RESET or attempt > self._retries:
                     raise RateLimited(reset_at)
                 return max(0.0, wait) + 1.0
             # A secondary limit without retry-after: a 429, or a 403 that says so
             # (else a 403 is a refusal). GitHub asks for at least a minute.
             if status == 429 or _SECONDARY_LIMIT in body.lower():
-                if attempt > MAX_RETRIES:
+                if attempt > self._retries:
                     raise GitHubError("github_rate_limited", "secondary rate limit: "
                                       f"still limited after {attempt} attempts", status)
                 return SECONDARY_WAIT
             return None
         if status >= 500:
-            if attempt > MAX_RETRIES:
+            if attempt > self._retries:
                 raise GitHubError("github_unavailable",
                                   f"GitHub answered {status} {attempt} times", status)
             return self._backoff(attempt)
         return None
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, bounded."""
-        ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (attempt - 1))
-        return float(ceiling / 2 + ceiling / 2 * self._jitter())
+        return backoff(attempt, self._jitter())
 
     def _sleep(self, seconds: float) -> Deferred[None]:
         return deferLater(self._clock, seconds, lambda: None)
