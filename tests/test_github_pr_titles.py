@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from enttok.connectors.github import client as client_module
 from enttok.connectors.github import sync as sync_module
 from tests.fakegithub import DAY, Recorded, iso, templates
 from tests.jobsupport import START
@@ -64,8 +63,8 @@ class PullTitleTestCase(SyncTestCase):
 
 
 class TitleTests(PullTitleTestCase):
-    async def test_event_only_pulls_get_titles(self) -> None:
-        job = await self.sync()
+    def test_event_only_pulls_get_titles(self) -> None:
+        job = self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["status"], "ok")
         self.assertEqual(self.titles_of(), self.titles)
@@ -87,26 +86,26 @@ class TitleTests(PullTitleTestCase):
         self.assertEqual(result["items_new"], len(self.rows()))
         self.assertComplete()
 
-    async def test_own_pulls_of_synced_repos_are_not_fetched_for_titles(self) -> None:
+    def test_own_pulls_of_synced_repos_are_not_fetched_for_titles(self) -> None:
         # The issue list titles octo's own PRs (#1, #2) before titles are looked
         # up: their fetches are the closed event's completion (#1) and merged_at
         # (#1, #2), as before; only #6 (someone else's) is fetched for its title.
-        await self.sync()
+        self.sync()
         self.assertEqual(self.titles_of("octo/alpha"),
                          {1: "Add the thing", 2: "Abandoned idea", 6: "Their change"})
         self.assertEqual(sorted(r.path for r in self.pull_requests(repo="octo/alpha")),
                          ["/repos/octo/alpha/pulls/1", "/repos/octo/alpha/pulls/1",
                           "/repos/octo/alpha/pulls/2", "/repos/octo/alpha/pulls/6"])
 
-    async def test_second_sync_fetches_nothing_again(self) -> None:
-        await self.sync()
+    def test_second_sync_fetches_nothing_again(self) -> None:
+        self.sync()
         first = self.rows()
         start = len(self.fake.requests)
         # The events page is read again (its items carry no title) and names a
         # titled PR once more, in a new review.
         self.touch_events()
         self.fake.review_event(OTHER, 1, START + HOUR)
-        job = await self.sync(advance=2 * HOUR)
+        job = self.sync(advance=2 * HOUR)
         result = self.assertSucceeded(job)
         self.assertEqual(self.pull_requests(start), [])
         self.assertEqual(result["titles_fetched"], 0)
@@ -118,7 +117,7 @@ class TitleTests(PullTitleTestCase):
         for identity, row in first.items():
             self.assertEqual(self.rows()[identity][3], row[3], identity)
 
-    async def test_progress(self) -> None:
+    def test_progress(self) -> None:
         # Every report the job makes (the engine publishes them throttled).
         reports: list[tuple[float, str | None]] = []
         report = self.h.engine.progress
@@ -128,7 +127,7 @@ class TitleTests(PullTitleTestCase):
             report(job_id, fraction, message)
 
         self.patch(self.h.engine, "progress", record)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         titles = [(f, m) for f, m in reports if m and m.startswith("pull request titles")]
         # The lookups come last, after every repository (which ends at 0.9).
@@ -150,8 +149,8 @@ class MissingPullTests(PullTitleTestCase):
         self.fake.fail(times=None, status=403, path=f"^/repos/{OTHER}/pulls/2$")
         self.fake.fail(times=None, status=410, path=f"^/repos/{OTHER}/pulls/3$")
 
-    async def test_missing_pulls_do_not_fail_the_sync(self) -> None:
-        job = await self.sync()
+    def test_missing_pulls_do_not_fail_the_sync(self) -> None:
+        job = self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual((result["status"], result["warnings"]), ("ok", []))
         self.assertEqual(self.titles_of(), {1: None, 2: None, 3: None, 4: "Other change 4"})
@@ -162,17 +161,17 @@ class MissingPullTests(PullTitleTestCase):
         self.assertEqual(misses, {f"{OTHER}#{n}": iso(START) for n in (1, 2, 3)})
         self.assertComplete()
 
-    async def test_misses_are_not_asked_again_every_sync(self) -> None:
-        await self.sync()
+    def test_misses_are_not_asked_again_every_sync(self) -> None:
+        self.sync()
         start = len(self.fake.requests)
         self.touch_events()
-        job = await self.sync(advance=HOUR)
+        job = self.sync(advance=HOUR)
         self.assertSucceeded(job)
         self.assertEqual(self.pull_requests(start), [])
         # Once TITLE_MISS_RETRY is over they are asked again (within the bound).
         self.fake.faults.clear()
         start = len(self.fake.requests)
-        job = await self.sync(advance=sync_module.TITLE_MISS_RETRY.total_seconds())
+        job = self.sync(advance=sync_module.TITLE_MISS_RETRY.total_seconds())
         self.assertEqual(self.assertSucceeded(job)["titles_fetched"], 2)
         self.assertEqual(sorted(r.path for r in self.pull_requests(start)),
                          [f"/repos/{OTHER}/pulls/{n}" for n in (1, 2, 3)])
@@ -181,75 +180,73 @@ class MissingPullTests(PullTitleTestCase):
         now = iso(START + HOUR + sync_module.TITLE_MISS_RETRY.total_seconds())
         self.assertEqual(self.cursor()[sync_module.TITLE_MISSES], {f"{OTHER}#1": now})
 
-    async def test_other_errors_fail_the_sync(self) -> None:
+    def test_other_errors_fail_the_sync(self) -> None:
         # Not a miss: GitHub failing (500s until retries run out) fails the job
         # like any other request, and the next sync asks again.
         self.fake.faults.clear()
         self.fake.fail(times=None, status=500, path=f"^/repos/{OTHER}/pulls/4$")
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual((job.status, job.error["code"]), ("failed", "github_unavailable"))
         self.assertNotIn(sync_module.TITLE_MISSES, self.cursor())
         self.fake.faults.clear()
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.titles_of()[4], "Other change 4")
 
 
 class SecondaryLimitTests(PullTitleTestCase):
-    async def test_secondary_limit_is_not_a_miss(self) -> None:
+    def test_secondary_limit_is_not_a_miss(self) -> None:
         """A 403 for a secondary rate limit is waited out, not remembered as a miss."""
-        self.patch(client_module, "SECONDARY_WAIT", 0.01)
         self.fake.add_fault("secondary", status=403, path=f"^/repos/{OTHER}/pulls/4$")
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual([r.status for r in self.pull_requests() if r.path.endswith("/4")],
                          [403, 200])
         self.assertEqual(self.titles_of()[4], "Other change 4")
         self.assertNotIn(sync_module.TITLE_MISSES, self.cursor())
 
-    async def test_persisting_secondary_limit_fails_without_a_miss(self) -> None:
-        self.patch(client_module, "SECONDARY_WAIT", 0.01)
+    def test_persisting_secondary_limit_fails_without_a_miss(self) -> None:
         self.fake.add_fault("secondary", status=403, path=f"^/repos/{OTHER}/pulls/4$",
                             times=None)
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual((job.status, job.error["code"]), ("failed", "github_rate_limited"))
         self.assertNotIn(sync_module.TITLE_MISSES, self.cursor())
 
 
 class BoundTests(PullTitleTestCase):
-    async def test_lookups_per_sync_are_bounded_newest_first(self) -> None:
+    def test_lookups_per_sync_are_bounded_newest_first(self) -> None:
         self.patch(sync_module, "MAX_TITLE_LOOKUPS", 2)
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(self.assertSucceeded(job)["titles_fetched"], 2)
         self.assertEqual(len(self.pull_requests()), 2)
         self.assertEqual(self.titles_of(), {1: None, 2: None, 3: "Other change 3",
                                             4: "Other change 4"})
         # The rest come with the next syncs, even with the events unchanged (a 304).
         start = len(self.fake.requests)
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(self.assertSucceeded(job)["titles_fetched"], 2)
         events = [r for r in self.requests_since(start) if r.path == "/users/octo/events"]
         self.assertEqual([r.status for r in events], [304])
         self.assertEqual(self.titles_of(), self.titles)
         self.assertEqual(self.titles_of("octo/alpha")[6], None)  # the oldest: next time
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(self.assertSucceeded(job)["titles_fetched"], 1)
         self.assertEqual(self.titles_of("octo/alpha")[6], "Their change")
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(self.assertSucceeded(job)["titles_fetched"], 0)
         self.assertEqual(sorted(r.path for r in self.pull_requests()),
                          [f"/repos/{OTHER}/pulls/{n}" for n in range(1, 5)])
 
 
 class CancelTests(PullTitleTestCase):
-    async def test_cancel_between_lookups(self) -> None:
+    def test_cancel_between_lookups(self) -> None:
         # The second lookup (#3: newest first) is held while the job is canceled.
-        await self.cancel_while_held(f"^/repos/{OTHER}/pulls/", "the second lookup")
+        self.cancel_while_held(f"^/repos/{OTHER}/pulls/", "the second lookup")
         # Each lookup is stored on its own: #4's title is in, the held answer is not.
         self.assertEqual(self.titles_of(), {1: None, 2: None, 3: None, 4: "Other change 4"})
         self.assertNotIn(sync_module.TITLE_MISSES, self.cursor())
         start = len(self.fake.requests)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.titles_of(), self.titles)
         self.assertEqual(sorted(r.path for r in self.pull_requests(start)),
@@ -260,11 +257,11 @@ class CancelTests(PullTitleTestCase):
 class FakePullTests(PullTitleTestCase):
     """The fake serves a pull request in GitHub's documented shape, like its lists."""
 
-    async def test_pull_shape_and_headers(self) -> None:
+    def test_pull_shape_and_headers(self) -> None:
         url = f"{self.fake.base_url}/repos/{OTHER}/pulls/3"
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        response = await self.http.get(url, headers=headers)
-        body = json.loads(await response.content())
+        response = self.successResultOf(self.http.get(url, headers=headers))
+        body = json.loads(self.successResultOf(response.content()))
         self.assertEqual(response.code, 200)
         self.assertEqual(set(body), set(templates().pull))
         self.assertEqual((body["number"], body["title"], body["state"], body["merged_at"],
@@ -273,10 +270,11 @@ class FakePullTests(PullTitleTestCase):
         etag = response.headers.getRawHeaders("etag")[0]
         for name in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"):
             self.assertTrue(response.headers.hasHeader(name), name)
-        again = await self.http.get(url, headers={**headers, "If-None-Match": etag})
-        await again.content()
+        again = self.successResultOf(self.http.get(url, headers={**headers,
+                                                                 "If-None-Match": etag}))
+        self.successResultOf(again.content())
         self.assertEqual(again.code, 304)
-        gone = await self.http.get(f"{self.fake.base_url}/repos/{OTHER}/pulls/99",
-                                   headers=headers)
-        self.assertEqual((gone.code, json.loads(await gone.content())["message"]),
+        gone = self.successResultOf(self.http.get(
+            f"{self.fake.base_url}/repos/{OTHER}/pulls/99", headers=headers))
+        self.assertEqual((gone.code, json.loads(self.successResultOf(gone.content()))["message"]),
                          (404, "Not Found"))

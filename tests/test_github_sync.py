@@ -1,8 +1,11 @@
 """C{connector.github.sync} end to end: a job engine, a real database and the fake GitHub.
 
 The engine runs on a L{Clock} with its database calls inline (see
-L{tests.jobsupport.Harness}); the GitHub client talks to the fake over
-127.0.0.1 on the real reactor, with short retry constants.
+L{tests.jobsupport.Harness}); the GitHub client talks to the fake in memory
+(L{treq.testing.StubTreq}), and the client's waits (backoff, rate limits) and
+the fake's rate-limit windows run on the engine's clock: a sync runs
+synchronously, its clock advanced from timer to timer. L{WireSyncTests} sync
+over 127.0.0.1 with a persistent connection pool, as the daemon does.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +24,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from enttok.common.times import utc_iso
-from enttok.connectors.github import client as client_module
 from enttok.connectors.github import store as gh_store
 from enttok.connectors.github import sync as sync_module
-from enttok.connectors.github.client import GitHubClient
+from enttok.connectors.github.client import MAX_IN_FLIGHT, GitHubClient
 from enttok.connectors.github.settings import GitHubSettings
 from enttok.connectors.github.sync import github_sync_job
 from enttok.jobs.model import CANCELED, FAILED, SUCCEEDED, TERMINAL, Job
@@ -40,33 +43,39 @@ SINCE = since_for(START)
 HOUR = 3600.0
 
 
-class SyncTestCase(TestCase):
+#: A bound on the timers one sync may run through (each backoff or wait is one).
+MAX_STEPS = 1000
+
+
+class SyncTestCase(SynchronousTestCase):
     """The fake GitHub with a small known dataset, and an engine that can sync it."""
 
-    timeout = 30
     prefix = ""
 
     def setUp(self) -> None:
-        self.patch(client_module, "BACKOFF_BASE", 0.001)
-        self.patch(client_module, "MAX_RETRIES", 2)
-        self.patch(client_module, "REQUEST_TIMEOUT", 5.0)
-        self.fake = FakeGitHub(reactor, TOKEN, LOGIN, self.prefix)
-        self.fake.listen()
-        self.addCleanup(self.fake.close)
-        pool = HTTPConnectionPool(reactor)  # persistent, as in the daemon
-        self.addCleanup(pool.closeCachedConnections)
-        self.http = HTTPClient(Agent(reactor, pool=pool))
-        self.github: dict[str, Any] = {"token": TOKEN, "api_base_url": self.fake.base_url,
-                                       "username": LOGIN, "repos": ["octo/alpha", "octo/beta"]}
         self.clients: list[GitHubClient] = []
         self.h = Harness(self, extra_types=self.job_types)
+        self.fake = FakeGitHub(self.fake_reactor(), TOKEN, LOGIN, self.prefix,
+                               clock=self.h.clock)
+        self.addCleanup(self.fake.close)
+        self.http = self.serve()
+        self.github: dict[str, Any] = {"token": TOKEN, "api_base_url": self.fake.base_url,
+                                       "username": LOGIN, "repos": ["octo/alpha", "octo/beta"]}
         self.h.engine.startService()
         self.addCleanup(self.h.engine.stopService)
         self.populate()
 
+    def fake_reactor(self) -> Any:
+        """What serves the fake and times its delays."""
+        return self.h.clock
+
+    def serve(self) -> Any:
+        """Serve the fake; the HTTP client that reaches it."""
+        return self.fake.stub()
+
     def job_types(self, h: Harness) -> list[JobType]:
         def client_for(github: GitHubSettings) -> GitHubClient:
-            client = GitHubClient(self.http, reactor, github.api_base_url, github.token,
+            client = GitHubClient(self.http, h.clock, github.api_base_url, github.token,
                                   jitter=lambda: 0.0)
             self.clients.append(client)
             return client
@@ -109,24 +118,41 @@ class SyncTestCase(TestCase):
 
     # Running and reading
 
-    async def sync(self, payload: Any = None, advance: float = 0.0) -> Any:
+    def run_until(self, done: Callable[[], bool], what: str) -> None:
+        """
+        Deliver the fake's answers and advance the clock to each next timer
+        until C{done()}; fail after L{MAX_STEPS} timers or when none is left.
+        """
+        clock = self.h.clock
+        for _ in range(MAX_STEPS):
+            self.fake.flush()
+            if done():
+                return
+            calls = clock.getDelayedCalls()
+            if not calls:
+                break
+            clock.advance(max(0.0, min(c.getTime() for c in calls) - clock.seconds()))
+        self.fail(f"never {what} (at {clock.seconds() - START:.1f} s, "
+                  f"{len(self.fake.requests)} requests)")
+
+    def sync(self, payload: Any = None, advance: float = 0.0) -> Job:
         """Run one sync to its end (C{advance}: engine clock seconds since the last)."""
         self.h.clock.advance(advance)
         job_id, _ = self.h.submit(self, JOB, payload)
-        await wait_until(reactor, lambda: self.h.stored(job_id).status in TERMINAL,
-                         timeout=15, what=f"{job_id} to finish")
+        self.run_until(lambda: self.h.stored(job_id).status in TERMINAL, f"{job_id} finished")
         job: Job = self.h.stored(job_id)
         return job
 
-    async def cancel_while_held(self, path: str, what: str) -> str:
+    def cancel_while_held(self, path: str, what: str) -> str:
         """Start a sync, cancel it while its second request to C{path} (a regex) is
         held, then let that request answer; the canceled job's id."""
         self.fake.add_fault("hold", path, skip=1)
         job_id, _ = self.h.submit(self, JOB)
-        await wait_until(reactor, lambda: self.fake.held == 1, what=what)
+        self.run_until(lambda: self.fake.held == 1, f"held {what}")
         canceled = self.h.engine.cancel(job_id)
         self.fake.release()
-        job = await canceled
+        self.run_until(lambda: bool(canceled.called), f"{job_id} canceled")
+        job = self.successResultOf(canceled)
         self.assertEqual(job.status, CANCELED)
         self.assertEqual(self.h.stored(job_id).status, CANCELED)
         return job_id
@@ -160,8 +186,8 @@ class SyncTestCase(TestCase):
 
 
 class FirstSyncTests(SyncTestCase):
-    async def test_items_are_normalised(self) -> None:
-        job = await self.sync()
+    def test_items_are_normalised(self) -> None:
+        job = self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["status"], "ok")
         self.assertEqual(result["repos"], ["octo/alpha", "octo/beta"])
@@ -209,8 +235,8 @@ class FirstSyncTests(SyncTestCase):
                 f"{web}/octo/beta/commit/{self.commits[3].sha}", iso(START - 3 * DAY)),
         })
 
-    async def test_requests(self) -> None:
-        await self.sync()
+    def test_requests(self) -> None:
+        self.sync()
         paths = [r.path for r in self.fake.requests]
         self.assertEqual(paths[0], "/users/octo/events")
         self.assertNotIn("/user", paths)
@@ -220,10 +246,9 @@ class FirstSyncTests(SyncTestCase):
         commits = [r for r in self.fake.requests if r.path == "/repos/octo/alpha/commits"]
         self.assertEqual(commits[0].query, {"author": "octo", "since": SINCE, "per_page": "100"})
         self.assertTrue(all(r.authorized for r in self.fake.requests))
-        self.assertLessEqual(self.fake.max_in_flight, client_module.MAX_IN_FLIGHT)
 
-    async def test_first_sync_since(self) -> None:
-        job = await self.sync({"since": iso(START - 3 * DAY)})
+    def test_first_sync_since(self) -> None:
+        job = self.sync({"since": iso(START - 3 * DAY)})
         self.assertSucceeded(job)
         issues = [r for r in self.fake.requests if r.path.endswith("/issues")]
         self.assertEqual({r.query["since"] for r in issues}, {iso(START - 3 * DAY)})
@@ -231,15 +256,15 @@ class FirstSyncTests(SyncTestCase):
 
 
 class ResyncTests(SyncTestCase):
-    async def test_no_duplicates_and_conditional_requests(self) -> None:
-        await self.sync()
+    def test_no_duplicates_and_conditional_requests(self) -> None:
+        self.sync()
         first = self.rows()
-        second = await self.sync()
+        second = self.sync()
         self.assertEqual(self.assertSucceeded(second)["items_new"], 0)
         self.assertEqual(self.rows(), first)
         # The events' first page is unchanged: a 304.
         start = len(self.fake.requests)
-        third = await self.sync()
+        third = self.sync()
         result = self.assertSucceeded(third)
         self.assertEqual(self.rows(), first)
         self.assertEqual(self.count(), len(first))
@@ -252,37 +277,37 @@ class ResyncTests(SyncTestCase):
         self.assertEqual((result["items_new"], result["not_modified"]), (0, len(again)))
         self.assertEqual(result["rate_limit_remaining"], self.fake.remaining)
 
-    async def test_issue_updated_between_syncs(self) -> None:
-        await self.sync()
+    def test_issue_updated_between_syncs(self) -> None:
+        self.sync()
         self.fake.update_issue("octo/alpha", 3, START + HOUR, closed_at=START + HOUR)
         self.fake.add_issue("octo/beta", START + HOUR, title="New one")
         self.fake.add_commit("octo/beta", START + HOUR)
-        job = await self.sync(advance=2 * HOUR)
+        job = self.sync(advance=2 * HOUR)
         self.assertEqual(self.assertSucceeded(job)["items_new"], 3)
         rows = self.rows()
         self.assertEqual(rows["issue_closed:octo/alpha#3"][-1], iso(START + HOUR))
         self.assertEqual(rows["issue_opened:octo/beta#2"][2:4], (2, "New one"))
         self.assertComplete()
 
-    async def test_titles_survive_a_changed_events_page(self) -> None:
+    def test_titles_survive_a_changed_events_page(self) -> None:
         # Events carry pull-request-minimal (no title): a re-read events page must
         # not blank the titles the issue lists gave.
-        await self.sync()
+        self.sync()
         self.fake.issues_event("octo/alpha", 4, "closed", START - DAY)
-        await self.sync()
+        self.sync()
         rows = self.rows()
         self.assertEqual(rows["pr_opened:octo/alpha#1"][3], "Add the thing")
         self.assertEqual(rows["pr_merged:octo/alpha#1"][3], "Add the thing")
         self.assertEqual(rows["pr_merged:octo/alpha#1"][4], "https://github.com/octo/alpha/pull/1")
         self.assertComplete()
 
-    async def test_merged_pr_seen_in_events_only(self) -> None:
+    def test_merged_pr_seen_in_events_only(self) -> None:
         # Someone else's PR that octo merged: only the closed event tells, and the
         # event does not say merged; it is still a merge, stored once.
         self.fake.add_issue("octo/beta", START - DAY, START - HOUR, START - HOUR,
                             login="someone", pull=True, merged=START - HOUR, title="Theirs")
         self.fake.pr_event("octo/beta", 2, "closed", START - HOUR)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         rows = self.rows()
         self.assertNotIn("pr_closed:octo/beta#2", rows)
@@ -312,24 +337,24 @@ class CursorTests(SyncTestCase):
                                              for i in self.gamma if i.updated_at <= cursor})
         self.assertTrue(least <= len(self.gamma_rows()) < 7, self.gamma_rows())
 
-    async def test_same_updated_at_at_page_boundaries(self) -> None:
+    def test_same_updated_at_at_page_boundaries(self) -> None:
         for n in (2, 3, 4, 5, 6):
             self.fake.update_issue("octo/gamma", n, START - 5 * DAY)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertEqual(self.cursor()["repos"]["octo/gamma"]["issues"],
                          iso(START - 5 * DAY))
         self.assertComplete()
 
-    async def test_more_equal_updated_at_than_a_page(self) -> None:
+    def test_more_equal_updated_at_than_a_page(self) -> None:
         for n in range(1, 8):
             self.fake.update_issue("octo/gamma", n, START - 5 * DAY)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
 
-    async def test_issue_updated_during_pagination(self) -> None:
+    def test_issue_updated_during_pagination(self) -> None:
         # An issue of the first page is updated while the sync reads the next one:
         # it moves to the end, and every later issue moves up one place.
         def touch(record: Recorded) -> None:
@@ -338,13 +363,13 @@ class CursorTests(SyncTestCase):
                 self.fake.update_issue("octo/gamma", 1, START + 60)
 
         self.fake.on_request = touch
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
 
-    async def test_pagination_failing_half_way(self) -> None:
+    def test_pagination_failing_half_way(self) -> None:
         self.fake.fail(times=None, path="/issues$", skip=2)
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(job.status, FAILED)
         self.assertEqual(job.error["code"], "github_unavailable")
         # Two pages were committed with their cursor.
@@ -352,43 +377,43 @@ class CursorTests(SyncTestCase):
         cursor = self.cursor()["repos"]["octo/gamma"]["issues"]
         self.fake.faults.clear()
         start = len(self.fake.requests)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         resumed = [r for r in self.requests_since(start) if r.path.endswith("/issues")]
         self.assertEqual(resumed[0].query["since"], cursor)
         self.assertComplete()
 
-    async def test_connection_dropped_half_way(self) -> None:
+    def test_connection_dropped_half_way(self) -> None:
         self.fake.add_fault("drop", "/issues$", times=None, skip=1)
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual((job.status, job.error["code"]), (FAILED, "github_unavailable"))
         self.assertCommitted(2)
         self.fake.faults.clear()
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertComplete()
 
-    async def test_cancel_between_pages(self) -> None:
+    def test_cancel_between_pages(self) -> None:
         self.h.clock.advance(600)
-        await self.cancel_while_held("/issues$", "the second page")
+        self.cancel_while_held("/issues$", "the second page")
         self.assertCommitted(2)
         self.assertEqual(self.cursor()["repos"]["octo/gamma"]["issues"],
                          self.gamma[1].updated_at)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertComplete()
 
-    async def test_rate_limited_mid_sync(self) -> None:
+    def test_rate_limited_mid_sync(self) -> None:
         def exhaust(record: Recorded) -> None:
             issues = [r for r in self.fake.requests if r.path.endswith("/issues")]
             if record in issues and len(issues) == 3:
                 self.fake.exhaust_rate_limit(2 * HOUR)
 
         self.fake.on_request = exhaust
-        job = await self.sync()
+        job = self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["status"], "rate_limited")
         self.assertEqual(result["reset_at"], utc_iso(self.fake.reset))
@@ -396,40 +421,40 @@ class CursorTests(SyncTestCase):
         self.assertCommitted(3)
         self.fake.on_request = None
         self.fake.reset = 0  # the window is over
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(self.assertSucceeded(job)["status"], "ok")
         self.assertEqual(self.gamma_rows(), self.all_gamma())
         self.assertComplete()
 
 
 class FailureTests(SyncTestCase):
-    async def test_rate_limited_with_far_reset(self) -> None:
-        await self.sync()
+    def test_rate_limited_with_far_reset(self) -> None:
+        self.sync()
         cursor, rows = self.cursor(), self.rows()
         self.fake.exhaust_rate_limit(HOUR)
-        job = await self.sync()
+        job = self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual((result["status"], result["reset_at"]),
                          ("rate_limited", utc_iso(self.fake.reset)))
         self.assertEqual((self.cursor(), self.rows()), (cursor, rows))
 
-    async def test_bad_token(self) -> None:
+    def test_bad_token(self) -> None:
         self.github["token"] = "ghp_notTheRightOne"
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(job.status, FAILED)
         self.assertEqual(job.error["code"], "github_auth")
         self.assertEqual(len(self.fake.requests), 1)
         self.assertEqual(self.count(), 0)
 
-    async def test_no_token(self) -> None:
+    def test_no_token(self) -> None:
         self.github["token"] = None
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual((job.status, job.error["code"]), (FAILED, "github_auth"))
         self.assertEqual(self.fake.requests, [])
 
-    async def test_missing_repository(self) -> None:
+    def test_missing_repository(self) -> None:
         self.github["repos"] = ["octo/gone", "octo/alpha", "octo/beta"]
-        job = await self.sync()
+        job = self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["warnings"], ["octo/gone: not found or no access"])
         warnings = [e for e in self.h.db.connection.execute(
@@ -442,59 +467,59 @@ class FailureTests(SyncTestCase):
         self.github["repos"] = ["octo/alpha", "octo/beta"]
         self.assertComplete()
 
-    async def test_empty_repository(self) -> None:
+    def test_empty_repository(self) -> None:
         # GitHub answers the commits of a repository without commits with 409.
         self.fake.add_repo("octo/new")
         self.fake.add_issue("octo/new", START - DAY, title="First")
         self.github["repos"] = ["octo/new", "octo/alpha", "octo/beta"]
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(self.assertSucceeded(job)["warnings"], [])
         commits = [r for r in self.fake.requests if r.path == "/repos/octo/new/commits"]
         self.assertEqual([r.status for r in commits], [409])
         self.assertComplete()
         self.assertIn("issue_opened:octo/new#1", self.rows())
 
-    async def test_malformed_json_leaves_cursor(self) -> None:
-        await self.sync()
+    def test_malformed_json_leaves_cursor(self) -> None:
+        self.sync()
         cursor = self.cursor()
         self.fake.add_issue("octo/alpha", START + HOUR, title="Unseen")
         self.fake.add_fault("malformed", "/repos/octo/alpha/issues$")
-        job = await self.sync(advance=2 * HOUR)
+        job = self.sync(advance=2 * HOUR)
         self.assertEqual(job.status, FAILED)
         self.assertEqual(job.error["code"], "github_bad_response")
         self.assertEqual(self.cursor()["repos"]["octo/alpha"], cursor["repos"]["octo/alpha"])
         self.assertNotIn("issue_opened:octo/alpha#8", self.rows())
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertIn("issue_opened:octo/alpha#8", self.rows())
 
-    async def test_server_errors_retried(self) -> None:
+    def test_server_errors_retried(self) -> None:
         self.fake.fail(times=2, path="/commits$")
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual([r.status for r in self.fake.requests].count(500), 2)
         self.assertComplete()
 
 
 class DiscoveryTests(SyncTestCase):
-    async def test_repos_from_events(self) -> None:
+    def test_repos_from_events(self) -> None:
         self.github["repos"] = []
         self.fake.add_repo("octo/quiet")
         self.fake.add_issue("octo/quiet", START - DAY)
         self.fake.push_event("octo/beta", START - 3 * DAY)
-        job = await self.sync()
+        job = self.sync()
         result = self.assertSucceeded(job)
         self.assertEqual(result["repos"], ["octo/alpha", "octo/beta"])
         self.assertNotIn("/repos/octo/quiet/issues", {r.path for r in self.fake.requests})
         self.github["repos"] = ["octo/alpha", "octo/beta"]
         self.assertComplete()
         # With the events unchanged (a 304), the repos come from the cursor.
-        job = await self.sync()
+        job = self.sync()
         self.assertEqual(self.assertSucceeded(job)["repos"], ["octo/alpha", "octo/beta"])
 
-    async def test_username_from_user(self) -> None:
+    def test_username_from_user(self) -> None:
         self.github["username"] = None
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertEqual(self.fake.requests[0].path, "/user")
         self.assertEqual(self.fake.requests[1].path, "/users/octo/events")
@@ -504,10 +529,10 @@ class DiscoveryTests(SyncTestCase):
 class EnterpriseTests(SyncTestCase):
     prefix = "/api/v3"
 
-    async def test_sync_under_api_v3(self) -> None:
+    def test_sync_under_api_v3(self) -> None:
         self.patch(sync_module, "PER_PAGE", 2)
         self.fake.add_commit("octo/alpha", START - 4 * DAY)
-        job = await self.sync()
+        job = self.sync()
         self.assertSucceeded(job)
         self.assertComplete()
         paths = {r.path for r in self.fake.requests}
@@ -519,17 +544,17 @@ class EnterpriseTests(SyncTestCase):
 
 
 class SecrecyTests(SyncTestCase):
-    async def test_token_never_in_events_or_results(self) -> None:
+    def test_token_never_in_events_or_results(self) -> None:
         self.github["repos"] = ["octo/alpha", "octo/gone"]
-        await self.sync()
+        self.sync()
         self.fake.fail(times=None, path="/commits$")
-        await self.sync()
+        self.sync()
         self.github["token"] = TOKEN + "x"
-        await self.sync()
+        self.sync()
         self.fake.faults.clear()
         self.fake.exhaust_rate_limit(HOUR)
         self.github["token"] = TOKEN
-        await self.sync()
+        self.sync()
         conn = self.h.db.connection
         stored = [*conn.execute("select * from jobs"), *conn.execute("select * from job_events"),
                   *conn.execute("select * from sync_state")]
@@ -538,6 +563,42 @@ class SecrecyTests(SyncTestCase):
         self.assertEqual(len([r for r in conn.execute("select status from jobs")]), 4)
         self.assertNotIn(TOKEN, text)
         self.assertIn("octo/gone", text)  # the check reads what it should
+
+
+class WireSyncTests(SyncTestCase, TestCase):
+    """Syncs over 127.0.0.1 on the real reactor, with a persistent connection pool."""
+
+    timeout = 30
+
+    def fake_reactor(self) -> Any:
+        return reactor
+
+    def serve(self) -> Any:
+        self.fake.listen()
+        pool = HTTPConnectionPool(reactor)  # persistent, as in the daemon
+        self.addCleanup(pool.closeCachedConnections)
+        return HTTPClient(Agent(reactor, pool=pool))
+
+    async def finished(self, payload: Any = None) -> Job:
+        job_id, _ = self.h.submit(self, JOB, payload)
+        await wait_until(reactor, lambda: self.h.stored(job_id).status in TERMINAL,
+                         timeout=15, what=f"{job_id} to finish")
+        job: Job = self.h.stored(job_id)
+        return job
+
+    async def test_sync_then_conditional_resyncs(self) -> None:
+        first = self.assertSucceeded(await self.finished())
+        self.assertEqual(first["items_new"], len(self.expected()))
+        self.assertComplete()
+        self.assertLessEqual(self.fake.max_in_flight, MAX_IN_FLIGHT)
+        self.assertEqual(self.fake.in_flight, 0)
+        await self.finished()
+        start = len(self.fake.requests)
+        third = self.assertSucceeded(await self.finished())
+        again = self.requests_since(start)
+        self.assertEqual({r.status for r in again}, {304})
+        self.assertEqual((third["items_new"], third["not_modified"]), (0, len(again)))
+        self.assertComplete()
 
 
 # A real daemon, killed mid-sync
