@@ -22,6 +22,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from enttok.common.deferreds import Yielding
+
 #: Seconds one git command may take before it is killed (a hung network mount).
 TIMEOUT = 600.0
 #: Bytes of stderr kept for error messages.
@@ -233,7 +235,8 @@ class GitRunner:
         return self.run(repo, args).addCallback(checked)
 
     @inlineCallbacks
-    def pipe(self, repo: str, first: Sequence[str], second: Sequence[str]) -> Any:
+    def pipe(self, repo: str, first: Sequence[str],
+             second: Sequence[str]) -> Yielding[bytes]:
         """
         C{git first | git second} in C{repo}, without a shell: the first's
         output is written to the second's stdin, paced by it.

@@ -22,6 +22,7 @@ from attrs import define, field
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.interfaces import IReactorTime
 
+from enttok.common.deferreds import Yielding
 from enttok.connectors.git import store as git_store
 from enttok.connectors.git.discover import candidates
 from enttok.connectors.git.parse import LOG_OPTIONS, BadLogOutput
@@ -112,7 +113,7 @@ class GitSync:
         self.ctx.warn(message, **meta)
 
     @inlineCallbacks
-    def run(self) -> Any:
+    def run(self) -> Yielding[dict[str, Any]]:
         """Fires with the job's result (see L{_result})."""
         self.cursor = yield self.ctx.track(self.db.run(git_store.get_cursor, self.state_key))
         found = yield self.ctx.run_blocking(
@@ -149,7 +150,7 @@ class GitSync:
                 "git_commands": self.git.commands, "warnings": self.warnings}
 
     @inlineCallbacks
-    def _probe(self, path: str) -> Any:
+    def _probe(self, path: str) -> Yielding[str | None]:
         """
         The name of the repository at C{path} (its folder's), or C{None} with a
         warning when it is none, or a worktree of one already synced.
@@ -179,7 +180,7 @@ class GitSync:
         return name[:-4] if lines[0] == "true" and name.endswith(".git") else name
 
     @inlineCallbacks
-    def _repo(self, path: str) -> Any:
+    def _repo(self, path: str) -> Yielding[None]:
         """Sync one repository: its walks read, then written with its cursor."""
         name = yield self._probe(path)
         if name is None:
@@ -214,13 +215,13 @@ class GitSync:
         return _iso(datetime.fromtimestamp(self.clock.seconds(), UTC))
 
     @inlineCallbacks
-    def _config_email(self, path: str) -> Any:
+    def _config_email(self, path: str) -> Yielding[list[str]]:
         out = yield self.git.run(path, ["config", "--get", "user.email"])
         email = out.stdout.decode("utf-8", "replace").strip()
         return [email] if out.code == 0 and email else []
 
     @inlineCallbacks
-    def _branches(self, path: str) -> Any:
+    def _branches(self, path: str) -> Yielding[tuple[dict[str, str], dict[str, int], list[str]]]:
         """
         C{({branch: tip}, {branch: tip's commit time}, order)}: the branches in
         the order they are walked, the trunk first (the branch C{origin/HEAD}
@@ -285,7 +286,8 @@ class GitSync:
         return walks
 
     @inlineCallbacks
-    def _settle(self, path: str, walks: list[Walk], tips: Mapping[str, str]) -> Any:
+    def _settle(self, path: str, walks: list[Walk],
+                tips: Mapping[str, str]) -> Yielding[list[Walk]]:
         """
         The walks of moved branches settled: C{old..new} when the old tip is an
         ancestor (no date bound needed), else a walk of the new tip back to
@@ -310,7 +312,7 @@ class GitSync:
 
     @inlineCallbacks
     def _walk(self, path: str, name: str, walk: Walk, emails: Sequence[str],
-              result: RepoResult) -> Any:
+              result: RepoResult) -> Yielding[None]:
         """
         Read one walk: two passes of git over the same range, run side by side
         (C{log --numstat}, and C{log -p} piped into C{patch-id}). Their output
@@ -353,9 +355,4 @@ def sync_git(ctx: JobContext, db: Database, reactor: Any, settings: Mapping[str,
                         "warnings": [str(e)]})
     runner = GitRunner(reactor, git, git_environ(environ))
     sync = GitSync(ctx, db, runner, clock if clock is not None else reactor, settings, state_key)
-    return Deferred.fromCoroutine(_run(sync))
-
-
-async def _run(sync: GitSync) -> dict[str, Any]:
-    result: dict[str, Any] = await sync.run()
-    return result
+    return sync.run()
