@@ -1,7 +1,7 @@
 """The embedding worker process: C{python -m enttok.index.embed_worker --model NAME}.
 
 Reads requests from stdin and writes answers to stdout (see
-L{enttok.index.embedder.write_frame}); exits when stdin closes, so it never
+L{enttok.index.pipe_worker}); exits when stdin closes, so it never
 outlives the daemon.
 """
 
@@ -11,8 +11,9 @@ import argparse
 import os
 import sys
 
-from enttok.index.embedder import IEmbedder, read_frame, write_frame
+from enttok.index.embedder import IEmbedder
 from enttok.index.models import MINILM, in_process_embedder
+from enttok.index.pipe_worker import read_frame, write_frame
 
 
 def serve(embedder: IEmbedder) -> None:

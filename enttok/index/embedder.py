@@ -6,16 +6,15 @@ a model is first needed, and by default only in a worker process.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import struct
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface, implementer
+
+from enttok.index.pipe_worker import PipeWorker, WorkerDied
 
 if TYPE_CHECKING:
     import numpy as np
@@ -204,25 +203,6 @@ def worker_environment() -> dict[str, str]:
             "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def write_frame(stream: IO[bytes], value: Any) -> None:
-    """Send one pickled value, length-prefixed (only between this program's own processes)."""
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("!I", len(data)) + data)
-    stream.flush()
-
-
-def read_frame(stream: IO[bytes]) -> Any:
-    """Receive one value sent by L{write_frame}. @raise EOFError: at end of stream."""
-    head = stream.read(4)
-    if len(head) < 4:
-        raise EOFError("embedding worker closed its pipe")
-    (size,) = struct.unpack("!I", head)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("embedding worker closed its pipe")
-    return pickle.loads(data)
-
-
 @implementer(IEmbedder)
 class SubprocessEmbedder:
     """
@@ -246,57 +226,48 @@ class SubprocessEmbedder:
         self._threads = threads
         self.model_id = model_id or models.vector_id(name)
         self.dimension = models.dimension(name) if dimension is None else dimension
-        self._lock = threading.Lock()
-        self._process: Any = None
-        self.loaded = False
+        self._worker = PipeWorker(self._argv, worker_environment)
+        #: The worker process that loaded the model (0: none).
+        self._loaded_in = 0
 
-    def _call(self, op: str, arg: Any) -> Any:
-        with self._lock:
-            if self._process is None or self._process.poll() is not None:
-                self._start()
-            try:
-                write_frame(self._process.stdin, (op, arg))
-                status, value = read_frame(self._process.stdout)
-            except (EOFError, OSError, pickle.UnpicklingError) as e:
-                self._stop()
-                raise EmbedderUnavailable(f"embedding worker died: {e}") from e
-        if status != "ok":
-            raise EmbedderUnavailable(str(value))
-        return value
+    @property
+    def loaded(self) -> bool:
+        return bool(self._loaded_in) and self._worker.serving(self._loaded_in)
 
-    def _start(self) -> None:
+    @property
+    def _process(self) -> subprocess.Popen[bytes] | None:
+        return self._worker.process
+
+    def _argv(self) -> list[str]:
         from enttok.runtime import worker_argv
 
         args = [*worker_argv("enttok.index.embed_worker"), "--model", self.name]
         if self._threads:
             args += ["--threads", str(self._threads)]
-        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=None, close_fds=True, env=worker_environment())
-        self.loaded = False
+        return args
 
-    def _stop(self) -> None:
-        process, self._process = self._process, None
-        self.loaded = False
-        if process is None:
-            return
-        with contextlib.suppress(OSError):
-            process.stdin.close()
+    def _call(self, op: str, arg: Any) -> tuple[Any, int]:
+        """Run C{op} in the worker: its answer and the worker's generation."""
         try:
-            process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            (status, value), generation = self._worker.call((op, arg))
+        except WorkerDied as e:
+            raise EmbedderUnavailable(f"embedding worker died: {e}") from e
+        except OSError as e:
+            raise EmbedderUnavailable(f"cannot start the embedding worker: {e}") from e
+        if status != "ok":
+            raise EmbedderUnavailable(str(value))
+        return value, generation
 
     def load(self) -> None:
         if not self.loaded:
-            self.dimension = int(self._call("load", None))
-            self.loaded = True
+            dimension, self._loaded_in = self._call("load", None)
+            self.dimension = int(dimension)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.load()
-        result: np.ndarray = self._call("embed", list(texts))
+        result: np.ndarray = self._call("embed", list(texts))[0]
         return result
 
     def close(self) -> None:
-        with self._lock:
-            self._stop()
+        self._worker.stop()
+        self._loaded_in = 0
