@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from zope.interface import Attribute, Interface, implementer
+
 DEFAULT_M = 16
 EF_CONSTRUCTION = 200
 EF_SEARCH = 96
@@ -38,6 +40,62 @@ def model_file(path: Path, model_id: str) -> Path:
     return path.with_name(f"{path.stem}.{slug}{path.suffix}")
 
 
+class IVectorIndex(Interface):
+    """
+    An hnsw index of chunk vectors (cosine ANN over chunk ids), mirrored to one
+    file: L{VectorIndex} in this process, or
+    L{enttok.index.vector_client.RemoteVectorIndex} in the vector host. Every
+    method blocks: call it from a thread.
+    """
+
+    path = Attribute("The hnsw file (its sidecar: the same name with C{.json} added).")
+    dimension = Attribute("The vectors' length (0 until reset or loaded).")
+    model_id = Attribute("The id of the model whose vectors it holds (empty until reset or "
+                         "loaded).")
+    version = Attribute("The database's C{vectors_version} it reflects (-1: unknown): set by "
+                        "C{reset} and C{load}, assigned by its owner, written by C{save}.")
+    dirty = Attribute("Whether it changed since it was loaded or saved.")
+    live_count = Attribute("How many chunk ids it holds (not counting deleted ones).")
+    ready = Attribute("Whether it is built (reset or loaded); if not, queries find nothing.")
+
+    def deleted_fraction() -> float:
+        """The share of its slots that hold deleted vectors."""
+
+    def reset(model_id: str, dimension: int, version: int) -> None:
+        """Start empty for C{model_id} vectors of C{dimension}."""
+
+    def load(model_id: str, dimension: int, version: int,
+             live_ids: Callable[[], Iterable[int]]) -> list[int] | None:
+        """
+        Load the saved file and bring it up to date with C{live_ids()}.
+
+        @return: the live ids the file lacks (the caller adds them), or C{None}:
+            rebuild from stored vectors.
+        """
+
+    def add(ids: Sequence[int], vectors: Any) -> None:
+        """Insert (or replace) C{vectors} under C{ids}. @raise ValueError: wrong length."""
+
+    def delete(ids: Iterable[int]) -> None:
+        """Mark C{ids} deleted (ids it does not hold are ignored)."""
+
+    def compact_if_needed() -> bool:
+        """Rebuild from the live vectors if many slots are deleted; whether it did."""
+
+    def query(vector: Any, k: int,
+              allowed: Callable[[int], bool] | None = None) -> list[tuple[int, float]]:
+        """
+        The C{k} nearest chunk ids (of those C{allowed} says yes to, if given)
+        with cosine distances, nearest first.
+
+        @raise ValueError: C{vector} is not of the index's dimension.
+        """
+
+    def save() -> None:
+        """Write the file and its sidecar atomically, if built."""
+
+
+@implementer(IVectorIndex)
 class VectorIndex:
     """
     Cosine ANN over chunk ids.
