@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from enttok.index import indexer
 from enttok.index import store as index_store
+from enttok.index.vector_client import VectorHost
 from enttok.index.vectors import COMPACT_RATIO, MIN_CAPACITY, VectorIndex
 from tests.embedders import HashingEmbedder
 from tests.indexsupport import (
@@ -23,6 +24,7 @@ from tests.indexsupport import (
     make_vault,
     write,
 )
+from tests.test_vector_host import LoopbackWorker
 
 DIM = 16
 
@@ -36,16 +38,24 @@ def unit_vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
 class VectorIndexTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.path = Path(self.mktemp()).absolute().with_name("index.hnsw")
-        self.index = VectorIndex(self.path)
+        self.index = self.new()
         self.vectors = unit_vectors(50)
         self.ids = list(range(1, 51))
 
-    def build(self, version: int = 7) -> VectorIndex:
+    def new(self) -> Any:
+        """A fresh index of C{self.path} (L{RemoteVectorIndexTests}: in the host)."""
+        return VectorIndex(self.path)
+
+    def labels(self, index: Any) -> set[int]:
+        """What C{index}'s hnswlib index really holds (see L{live_labels})."""
+        return live_labels(index)
+
+    def build(self, version: int = 7) -> Any:
         self.index.reset("model-a", DIM, version)
         self.index.add(self.ids, self.vectors)
         return self.index
 
-    def nearest(self, index: VectorIndex, i: int, k: int = 1) -> list[int]:
+    def nearest(self, index: Any, i: int, k: int = 1) -> list[int]:
         return [label for label, _ in index.query(self.vectors[i], k)]
 
     def test_empty(self) -> None:
@@ -82,7 +92,7 @@ class VectorIndexTests(SynchronousTestCase):
         index.delete([1, 2, 3, 999])
         self.assertEqual(index.live_count, 47)
         self.assertNotIn(1, self.nearest(index, 0, 50))
-        self.assertEqual(live_labels(index), set(self.ids) - {1, 2, 3})
+        self.assertEqual(self.labels(index), set(self.ids) - {1, 2, 3})
         index.add([2], self.vectors[1:2])  # back again, in a freed slot
         self.assertEqual(self.nearest(index, 1), [2])
         self.assertEqual(index.live_count, 48)
@@ -112,7 +122,7 @@ class VectorIndexTests(SynchronousTestCase):
         meta = json.loads(self.path.with_name("index.hnsw.json").read_text())
         self.assertEqual(meta, {"version": 7, "model_id": "model-a", "dimension": DIM,
                                 "live": 50})
-        fresh = VectorIndex(self.path)
+        fresh = self.new()
         self.assertEqual(fresh.load("model-a", DIM, 7, lambda: self.ids), [])
         self.assertEqual((fresh.live_count, fresh.version, fresh.dirty), (50, 7, False))
         for i in (0, 25):
@@ -130,7 +140,7 @@ class VectorIndexTests(SynchronousTestCase):
         self.build(version=7).save()
         live = lambda: self.ids  # noqa: E731
         for args in [("model-b", DIM, 7, live), ("model-a", DIM * 2, 7, live)]:
-            fresh = VectorIndex(self.path)
+            fresh = self.new()
             self.assertIsNone(fresh.load(*args), args)
             self.assertFalse(fresh.ready)
 
@@ -138,40 +148,40 @@ class VectorIndexTests(SynchronousTestCase):
         """A crash lost the last saves: labels deleted since are marked deleted, the
         ones added since are returned for the caller to add."""
         self.build(version=7).save()
-        fresh = VectorIndex(self.path)
+        fresh = self.new()
         self.assertEqual(fresh.load("model-a", DIM, 8, lambda: self.ids), [])
         self.assertEqual((fresh.live_count, fresh.version, fresh.dirty), (50, 8, True))
-        fresh = VectorIndex(self.path)
+        fresh = self.new()
         now_live = [*self.ids[1:], 9001, 9002]
         self.assertEqual(fresh.load("model-a", DIM, 9, lambda: now_live), [9001, 9002])
         self.assertEqual(fresh.live_count, 49)
-        self.assertEqual(live_labels(fresh), set(self.ids[1:]))
+        self.assertEqual(self.labels(fresh), set(self.ids[1:]))
         self.assertNotIn(self.ids[0], self.nearest(fresh, 0, k=5))
         fresh.add([9001, 9002], unit_vectors(2, seed=5))
-        self.assertEqual(live_labels(fresh), set(now_live))
+        self.assertEqual(self.labels(fresh), set(now_live))
         # Slots deleted before the save are not changes.
         index = self.build(version=7)
         index.delete(self.ids[:10])
         index.save()
-        fresh = VectorIndex(self.path)
+        fresh = self.new()
         self.assertEqual(fresh.load("model-a", DIM, 8, lambda: [*self.ids[10:], 9001]), [9001])
-        self.assertEqual(live_labels(fresh), set(self.ids[10:]))
+        self.assertEqual(self.labels(fresh), set(self.ids[10:]))
         # Too far behind (an index.rebuild renumbered every chunk): rebuilt instead.
-        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 9,
+        self.assertIsNone(self.new().load("model-a", DIM, 9,
                                                       lambda: range(10_000, 10_050)))
 
     def test_load_refuses_a_missing_or_corrupt_file(self) -> None:
-        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+        self.assertIsNone(self.new().load("model-a", DIM, 7, lambda: self.ids))
         self.build(version=7).save()
         meta = self.path.with_name("index.hnsw.json")
         for garbage in [b"", b"not an index at all" * 50, bytes(range(256)) * 40]:
             self.path.write_bytes(garbage)
-            self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+            self.assertIsNone(self.new().load("model-a", DIM, 7, lambda: self.ids))
         self.build(version=7).save()
         meta.write_text("{not json")
-        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+        self.assertIsNone(self.new().load("model-a", DIM, 7, lambda: self.ids))
         meta.unlink()
-        self.assertIsNone(VectorIndex(self.path).load("model-a", DIM, 7, lambda: self.ids))
+        self.assertIsNone(self.new().load("model-a", DIM, 7, lambda: self.ids))
 
     def test_resize_beyond_initial_capacity(self) -> None:
         self.index.reset("model-a", DIM, 0)
@@ -198,7 +208,7 @@ class VectorIndexTests(SynchronousTestCase):
         self.assertTrue(self.index.compact_if_needed())
         self.assertEqual(self.index.deleted_fraction(), 0.0)
         self.assertEqual(self.index.live_count, len(ids) - len(gone))
-        self.assertEqual(live_labels(self.index), set(ids) - set(gone))
+        self.assertEqual(self.labels(self.index), set(ids) - set(gone))
         for i in (len(gone), len(gone) + 1, len(ids) - 1):
             self.assertEqual([label for label, _ in self.index.query(vectors[i], 1)], [ids[i]])
         gone_set = set(gone)
@@ -207,6 +217,25 @@ class VectorIndexTests(SynchronousTestCase):
             self.assertEqual(len(found), 20)
             self.assertFalse({label for label, _ in found} & gone_set)
         self.assertFalse(self.index.compact_if_needed())
+
+
+class RemoteVectorIndexTests(VectorIndexTests):
+    """
+    Every test above on L{RemoteVectorIndex}, through the vector host's dispatch
+    and pickling (in this process: L{LoopbackWorker}; tests/test_vector_host.py
+    runs the real process).
+    """
+
+    def setUp(self) -> None:
+        self.worker = LoopbackWorker()
+        self.host = VectorHost(self.worker)
+        super().setUp()
+
+    def new(self) -> Any:
+        return self.host.index(self.path)
+
+    def labels(self, index: Any) -> set[int]:
+        return live_labels(self.worker.host.indexes[index._key])
 
 
 def vault_notes(n: int, prefix: str = "note") -> dict[str, str | bytes]:
