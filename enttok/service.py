@@ -26,7 +26,8 @@ from enttok.index.jobs import Submit, embed_job, rebuild_job, scan_job, update_j
 from enttok.index.models import parse_models
 from enttok.index.search import Searcher
 from enttok.index.service import IndexService, embedder_for, starting_models
-from enttok.index.vectors import VectorIndex, model_file
+from enttok.index.vector_client import VectorHost, VectorHostService
+from enttok.index.vectors import IVectorIndex, VectorIndex, model_file
 from enttok.index.watcher import VaultWatcher
 from enttok.jobs import store as job_store
 from enttok.jobs.engine import JobEngine
@@ -48,6 +49,10 @@ log = Logger(namespace="enttok.service")
 
 #: Idle HTTP connections are closed after this many seconds.
 HTTP_TIMEOUT = 60
+#: Whether the hnsw indexes live in the vector host process (L{VectorHost}), so
+#: that hnswlib's saves and loads never hold this process's GIL; C{False} (for
+#: the benchmark's baseline only): in this process.
+VECTOR_HOST = True
 
 _Child = TypeVar("_Child", bound=IService)
 
@@ -118,7 +123,7 @@ class EnttokService(OrderedServices):
 
     Named children, started in this order and stopped in reverse, each after the
     one after it has stopped: C{log}, C{db-threads}, C{database}, C{job-threads},
-    C{embed-threads}, C{index}, C{jobs}, C{scheduler}, C{watcher}, C{web}, and
+    C{embed-threads}, C{vector-host}, C{index}, C{jobs}, C{scheduler}, C{watcher}, C{web}, and
     when configured C{stdin-watch} and C{parent-watch}. The children that react
     to settings follow them: C{jobs} its C{workers}, C{watcher} C{vault_path},
     C{index} C{embedding_model}, C{scheduler} its timers, C{log} the secrets.
@@ -196,9 +201,16 @@ class EnttokService(OrderedServices):
         wanted = parse_models(self.settings.get("embedding_model"))
         active = starting_models(self.db.connection, wanted)
         hnsw = self.config.db_path.with_name("index.hnsw")
+        # One host process for every model's index, ended after the index is saved.
+        host = VectorHost() if VECTOR_HOST else None
+        if host is not None:
+            self._add("vector-host", VectorHostService(host, pool_runner(reactor, embed_pool)))
 
-        def vectors_for(model_id: str) -> VectorIndex:
-            return VectorIndex(model_file(hnsw, model_id))
+        # (Any until VaultIndex takes an IVectorIndex rather than a VectorIndex.)
+        def vectors_for(model_id: str) -> Any:
+            path = model_file(hnsw, model_id)
+            vectors: IVectorIndex = VectorIndex(path) if host is None else host.index(path)
+            return vectors
 
         # (Looked up when called: the tests replace embedder_for.)
         first = embedder_for(active[0])

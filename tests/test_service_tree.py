@@ -16,8 +16,8 @@ from enttok.config import Config, prepare_directories, resolve_config
 from enttok.service import EnttokService, from_config
 
 TOKEN = "service-tree-token-" + "x" * 8
-CHILDREN = ["log", "db-threads", "database", "job-threads", "embed-threads", "index",
-            "jobs", "scheduler", "watcher", "web"]
+CHILDREN = ["log", "db-threads", "database", "job-threads", "embed-threads", "vector-host",
+            "index", "jobs", "scheduler", "watcher", "web"]
 
 
 class ServiceTreeTests(TestCase):
