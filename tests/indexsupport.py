@@ -174,7 +174,7 @@ def check_consistent(case: SynchronousTestCase, index: VaultIndex) -> None:
     """Every chunk has an FTS row and vice versa; hnsw holds exactly the stored vectors."""
     import numpy as np
 
-    conn = index.db.connection
+    conn = index._db.connection
     chunk_ids = {r[0] for r in conn.execute("select chunk_id from chunks")}
     fts_ids = {r[0] for r in conn.execute("select rowid from chunk_fts")}
     case.assertEqual(chunk_ids, fts_ids)

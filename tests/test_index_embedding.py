@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, execute
 from twisted.trial.unittest import SynchronousTestCase
 
-from enttok.index import indexer
+from enttok.index import embedding
 from enttok.index import store as index_store
 from enttok.jobs.context import JobCanceled, JobContext
 from enttok.threads import run_inline
@@ -77,7 +77,7 @@ class Threads:
 
 class EmbedCase(SynchronousTestCase):
     def setUp(self) -> None:
-        self.patch(indexer, "EMBED_BATCH", BATCH)
+        self.patch(embedding, "EMBED_BATCH", BATCH)
         self.vault = make_vault(self, varied_notes(30))
         self.paths = [f"note/{i:03d}.md" for i in range(30)]
 
@@ -137,7 +137,7 @@ class LengthOrderTests(EmbedCase):
         embedder.embed = real_embed  # type: ignore[method-assign]
         again = IndexFixture(self, self.vault, db_path=fx.db_path, hnsw_path=fx.hnsw_path,
                              embedder=RecordingEmbedder())
-        self.patch(indexer, "MISSING_WINDOW", 7)  # several windows, each sorted
+        self.patch(embedding, "MISSING_WINDOW", 7)  # several windows, each sorted
         summary = again.update([])
         distinct = self.distinct_chunks(again)
         self.assertEqual(summary["chunks_embedded"], distinct)
@@ -155,7 +155,7 @@ class LengthOrderTests(EmbedCase):
         rows = fx.conn.execute("select content_hash, length(embed_text) from chunks "
                                "order by chunk_id").fetchall()
         hashes = [h for h, _ in rows]
-        ordered = indexer.longest_first(fx.conn, ["gone", *hashes, hashes[0]])
+        ordered = embedding.longest_first(fx.conn, ["gone", *hashes, hashes[0]])
         self.assertEqual(sorted(ordered), sorted(set(hashes)))
         self.assertEqual([dict(rows)[h] for h in ordered],
                          sorted((n for _, n in rows), reverse=True))

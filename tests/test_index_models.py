@@ -25,7 +25,7 @@ from enttok.index.indexer import (
     MAX_FORGIVEN_LOADS,
     VaultIndex,
 )
-from enttok.index.jobs import embed_job, index_status, rebuild_job, scan_job, update_job
+from enttok.index.jobs import embed_job, rebuild_job, scan_job, update_job
 from enttok.index.models import vector_id
 from enttok.index.search import Searcher, SearchQuery
 from enttok.index.service import IndexService, starting_models
@@ -177,7 +177,7 @@ class Run:
         return self.h.stored(rows[0][0]) if rows else None
 
     def status(self) -> Any:
-        return self.case.successResultOf(index_status(self.index))
+        return self.case.successResultOf(self.index.status())
 
     def search(self, q: str, mode: str = "vector") -> dict[str, Any]:
         result: dict[str, Any] = self.case.successResultOf(
@@ -384,14 +384,15 @@ class ModelSwitchTests(SynchronousTestCase):
         run.index.use_models(["a", "b"])
         self.assertEqual(run.job("index.embed").status, SUCCEEDED)
         sources = run.index.vector_sources()
-        self.assertEqual([(model_id, vectors.live_count) for model_id, _, vectors in sources],
+        self.assertEqual([(mirror.model_id, mirror.live_count) for mirror in sources],
                          [("model-a", CHUNKS), ("model-b", CHUNKS)])
         status = run.status()
         self.assertEqual((status["models"], status["vectors_by_model"]),
                          (["a", "b"], {"model-a": CHUNKS, "model-b": CHUNKS}))
-        for model_id, _, vectors in sources:
+        for mirror in sources:
+            model_id = mirror.model_id
             query = self.successResultOf(run.index.embed(["note body number 5"], model_id))
-            [(chunk_id, _)] = vectors.query(query[0], 1)
+            [(chunk_id, _)] = self.successResultOf(mirror.query(query[0], 1, None))
             path = run.h.db.connection.execute(
                 "select n.path from chunks c join notes n on n.note_id = c.note_id "
                 "where c.chunk_id = ?", (chunk_id,)).fetchone()[0]
@@ -401,8 +402,8 @@ class ModelSwitchTests(SynchronousTestCase):
         # The next start keeps both, each with its hnsw file as saved.
         second = self.start()
         self.assertEqual(second.index.model_names, ["a", "b"])
-        self.assertEqual([(model_id, vectors.live_count, vectors.dirty)
-                          for model_id, _, vectors in second.index.vector_sources()],
+        self.assertEqual([(mirror.model_id, mirror.live_count, mirror.dirty)
+                          for mirror in second.index.vector_sources()],
                          [("model-a", CHUNKS, False), ("model-b", CHUNKS, False)])
         self.assertEqual(self.models.texts_embedded("b"), embedded)
 

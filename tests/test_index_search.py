@@ -241,12 +241,12 @@ class ModeTests(SearchCase):
     def test_degraded_while_the_embedder_indexes(self) -> None:
         fts = self.fx.paths("index", mode="fts")
         calls = self.fx.embedder.calls
-        self.fx.index.indexing_embeds = 1
+        self.fx.index._embedding.indexing_embeds = 1  # as while a batch is embedded
         result = self.fx.search("index")
         self.assertTrue(result["degraded"])
         self.assertEqual([hit["path"] for hit in result["hits"]], fts)
         self.assertEqual(self.fx.embedder.calls, calls)  # the query was not embedded
-        self.fx.index.indexing_embeds = 0
+        self.fx.index._embedding.indexing_embeds = 0
         self.assertFalse(self.fx.search("index")["degraded"])
 
 

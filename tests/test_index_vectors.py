@@ -11,7 +11,7 @@ import numpy as np
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from enttok.index import indexer
+from enttok.index import embedding, mirror
 from enttok.index import store as index_store
 from enttok.index.vector_client import VectorHost
 from enttok.index.vectors import COMPACT_RATIO, MIN_CAPACITY, VectorIndex
@@ -353,7 +353,7 @@ class CrashTests(SynchronousTestCase):
         return again
 
     def test_vector_index_raises_mid_update(self) -> None:
-        self.patch(indexer, "EMBED_BATCH", 64)
+        self.patch(embedding, "EMBED_BATCH", 64)
         vectors = self.first.vectors
         real_add = vectors.add
         calls: list[int] = []
@@ -389,8 +389,8 @@ class CrashTests(SynchronousTestCase):
         closed from stored vectors; the file is not rebuilt."""
         self.first.update([f"note/{i:03d}.md" for i in range(35, 38)], ["note/000.md"])
         rebuilds: list[Any] = []
-        real = indexer.VaultIndex._rebuild_slot
-        self.patch(indexer.VaultIndex, "_rebuild_slot",
+        real = mirror.VectorMirror._rebuild
+        self.patch(mirror.VectorMirror, "_rebuild",
                    lambda *a, **kw: rebuilds.append(a) or real(*a, **kw))
         again = self.assert_recovered()
         self.assertEqual((rebuilds, again.vectors.live_count), ([], 37))

@@ -225,7 +225,7 @@ class VectorCase(SynchronousTestCase):
 
     def ranking(self, wanted: int, allowed: set[int] | None = None) -> dict[int, Any]:
         result: dict[int, Any] = self.successResultOf(vector_ranking(
-            self.fx.index, self.fx.index.vectors, self.embedding, wanted, allowed))
+            self.fx.index, self.fx.index.vector_sources()[0], self.embedding, wanted, allowed))
         return result
 
 
@@ -267,7 +267,8 @@ class TwoModelTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.fx = IndexFixture(self, make_vault(self, NOTES), embedder=embedder(),
                                prepare=False)
-        models = {"a": self.fx.embedder, "b": HashingEmbedder(512, model_id="hashing-b")}
+        self.models = models = {"a": self.fx.embedder,
+                                "b": HashingEmbedder(512, model_id="hashing-b")}
         folder = self.fx.hnsw_path.parent
 
         def vectors_for(model_id: str) -> VectorIndex:
@@ -284,7 +285,7 @@ class TwoModelTests(SynchronousTestCase):
         self.assertTrue(self.index.use_models(["a", "b"]))
         self.successResultOf(self.index.converge(self.fx.context()))
         self.assertEqual(self.index.model_names, ["a", "b"])
-        self.b = self.index.vector_sources()[1][2]
+        self.b = self.index.vector_sources()[1].vectors
         self.assertEqual(self.b.live_count, self.index.vectors.live_count)
 
     def test_three_lists_fused(self) -> None:
@@ -306,9 +307,9 @@ class TwoModelTests(SynchronousTestCase):
         self.assertTrue(self.fx.search("함수 function")["degraded"])
 
     def test_degraded_until_every_model_is_loaded(self) -> None:
-        self.index.vector_sources()[1][1].close()
+        self.models["b"].close()
         result = self.fx.search("함수")
         self.assertTrue(result["degraded"])
         self.assertTrue(all(hit["ranks"]["vector"] is None for hit in result["hits"]))
-        self.assertTrue(self.index.vector_sources()[1][1].loaded)  # loading started
+        self.assertTrue(self.models["b"].loaded)  # loading started
         self.assertFalse(self.fx.search("함수")["degraded"])

@@ -72,7 +72,7 @@ class BackendAPI:
         self._db = db
         self._connectors = tuple(connectors)
         self._searcher = Searcher(index) if index is not None else None
-        runner = run_blocking or (index.run_cpu if index is not None else None)
+        runner = run_blocking or (index.file_runner if index is not None else None)
         self._notes = None if runner is None else notes_api.DailyNotes(
             clock, settings, runner, db, engine)
 

@@ -12,7 +12,6 @@ from enttok.api.errors import APIError
 from enttok.api.requests import json_bytes, query_arg, query_day, refuse_unknown_args
 from enttok.index.embedder import EmbedderUnavailable
 from enttok.index.indexer import VaultIndex
-from enttok.index.jobs import index_status
 from enttok.index.search import MODES, Searcher, SearchQuery
 from enttok.index.text import MAX_QUERY_CHARS
 
@@ -59,4 +58,4 @@ def search(searcher: Searcher, request: IRequest) -> Deferred[bytes]:
 
 
 def status(index: VaultIndex, request: IRequest) -> Deferred[bytes]:
-    return index_status(index).addCallback(lambda s: json_bytes(request, s))
+    return index.status().addCallback(lambda s: json_bytes(request, s))

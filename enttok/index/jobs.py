@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
+from enttok.common.deferreds import Yielding
 from enttok.common.locks import INDEX_LOCK
-from enttok.common.times import utc_iso
-from enttok.index import store as index_store
 from enttok.index.indexer import VaultIndex, list_vault, read_notes
 from enttok.jobs.context import JobContext, JobFailed
 from enttok.jobs.registry import JobType
@@ -114,12 +113,12 @@ def update_job(index: VaultIndex, vault_path: Setting) -> JobType:
         return clean
 
     @inlineCallbacks
-    def handle(ctx: JobContext) -> Any:
+    def handle(ctx: JobContext) -> Yielding[dict[str, Any]]:
         root = _root(index, vault_path())
         changed = ctx.payload["changed_paths"]
         deleted = ctx.payload["deleted_paths"]
         ctx.progress(0.0, f"indexing 0/{len(changed)} notes")
-        result = yield index.update(ctx, root, changed, deleted)
+        result: dict[str, Any] = yield index.update(ctx, root, changed, deleted)
         return result
 
     paths = array(text(max_length=4096), MAX_PATHS)
@@ -135,7 +134,7 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
     """C{vault.scan}: find new, changed and deleted notes; store metadata; queue an update."""
 
     @inlineCallbacks
-    def handle(ctx: JobContext) -> Any:
+    def handle(ctx: JobContext) -> Yielding[dict[str, Any]]:
         root = _root(index, ctx.payload["vault_path"] or vault_path())
         force = ctx.payload["force_full"]
         ctx.progress(0.0, "listing the vault")
@@ -151,9 +150,8 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
         candidates = [f.rel_path for f in files if force or (
             stats.get(f.rel_path) != (f.size, f.mtime_ns)
             and (cutoff_ns is None or f.mtime_ns >= cutoff_ns or f.rel_path not in stats))]
-        known = (yield ctx.track(index.db.run(
-            index_store.note_states, candidates if len(candidates) < 1000 else None))
-                 ) if candidates else {}
+        known = (yield ctx.track(index.note_states(
+            candidates if len(candidates) < 1000 else None))) if candidates else {}
         changed: list[str] = []
         warnings = len(walk_warnings)
         for start in range(0, len(candidates), 64):
@@ -164,10 +162,9 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
                 ctx.warn(f"{rel}: {message}", path=rel)
                 warnings += 1
             if prepared.notes:
-                yield ctx.track(index.db.run(index_store.save_metadata, prepared.notes,
-                                             utc_iso(index.clock.seconds())))
+                yield ctx.track(index.save_metadata(prepared.notes))
             if prepared.unchanged:
-                yield ctx.track(index.db.run(index_store.touch_notes, prepared.unchanged))
+                yield ctx.track(index.touch_notes(prepared.unchanged))
             changed += [n.path for n in prepared.notes]
             deleted += [p for p in prepared.vanished if p in known and p not in deleted]
             done = start + len(batch)
@@ -205,7 +202,7 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
 
 
 @inlineCallbacks
-def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Any:
+def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Yielding[Any]:
     """
     The notes the database knows (L{index_store.note_stats}, on its thread), then
     the vault's files and warnings (L{list_vault}, a worker thread).
@@ -215,7 +212,7 @@ def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Any:
     other to hand it back. Side by side, a 20,000-note scan took 250-360 ms
     (each half as long as the whole); in turn, 40 + 190 ms.
     """
-    stats = yield ctx.track(index.db.run(index_store.note_stats))
+    stats = yield ctx.track(index.note_stats())
     ctx.check_canceled()
     listing = yield ctx.run_blocking(list_vault, root, lambda: ctx.canceled)
     return listing, stats
@@ -251,22 +248,21 @@ def rebuild_job(index: VaultIndex, vault_path: Setting,
         return vault_only(payload)
 
     @inlineCallbacks
-    def handle(ctx: JobContext) -> Any:
+    def handle(ctx: JobContext) -> Yielding[dict[str, Any]]:
         if ctx.payload["embedding_model"] is not None:
             yield use_model(ctx.payload["embedding_model"])
-        if index.embed_crashes:
-            yield ctx.track(index.db.run(index_store.reset_embed_crashes))
-            index.embed_crashes = 0
+        yield ctx.track(index.forget_embed_crashes())
         root = _root(index, ctx.payload["vault_path"] or vault_path())
         ctx.progress(0.0, "listing the vault")
         (files, walk_warnings), (known, _) = yield _listing_and_stats(ctx, index, root)
         for warning in walk_warnings:
             ctx.warn(f"{warning.rel_path}: {warning.message}", path=warning.rel_path)
         seen = {f.rel_path for f in files}
-        yield ctx.track(index.db.run(index_store.clear_index))
+        yield ctx.track(index.clear_notes())
         yield ctx.track(index.rebuild_vectors())
-        result = yield index.update(ctx, root, [f.rel_path for f in files],
-                                    sorted(set(known) - seen), skip_indexed=False)
+        result: dict[str, Any] = yield index.update(ctx, root, [f.rel_path for f in files],
+                                                    sorted(set(known) - seen),
+                                                    skip_indexed=False)
         return result
 
     return JobType(
@@ -300,28 +296,3 @@ def embed_job(index: VaultIndex) -> JobType:
                                 "repeatedly while embedding.")},
         handler=handle, lock=INDEX_LOCK,
         description="Embed chunks without vectors; finish a change of model.")
-
-
-def index_status(index: VaultIndex) -> Deferred[Mapping[str, Any]]:
-    """What C{GET /index/status} shows."""
-    kept = index.kept()
-    target = index.target
-    d = index.db.run(index_store.counts, index.model_id, [slot.model_id for slot in kept])
-
-    def add(counts: dict[str, Any]) -> Mapping[str, Any]:
-        switching = None
-        if target is not None:
-            wanted = counts["chunks"] * len(target)
-            have = sum(counts["vectors_by_model"].get(slot.model_id, 0) for slot in target)
-            switching = {"models": [slot.name for slot in target],
-                         "model_ids": [slot.model_id for slot in target],
-                         "vectors": have, "progress": round(have / wanted, 4) if wanted else 1.0}
-        return {**counts, "hnsw_live": index.vectors.live_count,
-                "hnsw_ready": index.vectors.ready, "model_id": index.model_id,
-                "model_loaded": bool(index.embedder.loaded),
-                "models": index.model_names,
-                "model_ids": [slot.model_id for slot in index.active],
-                "target_models": None if target is None else [slot.name for slot in target],
-                "switching": switching, "vectors_error": index.embedding_error()}
-
-    return d.addCallback(add)

@@ -15,9 +15,10 @@ from attrs import frozen
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.logger import Logger
 
+from enttok.common.deferreds import Yielding
 from enttok.index.indexer import VaultIndex
+from enttok.index.mirror import VectorMirror
 from enttok.index.text import fts_query, highlight, query_terms
-from enttok.index.vectors import VectorIndex
 
 MODES = ("hybrid", "fts", "vector")
 #: Reciprocal rank fusion constant (Cormack et al.); see docs/search.md.
@@ -214,11 +215,11 @@ def fuse(rankings: Sequence[NoteRanking], k: int) -> list[tuple[int, float]]:
 
 
 @inlineCallbacks
-def vector_ranking(index: VaultIndex, vectors: VectorIndex, embedding: Any, wanted: int,
-                   allowed: set[int] | None) -> Any:
+def vector_ranking(index: VaultIndex, vectors: VectorMirror, embedding: Any, wanted: int,
+                   allowed: set[int] | None) -> Yielding[NoteRanking]:
     """
-    The C{wanted} notes nearest to C{embedding} in one vector index, each with its
-    nearest chunk.
+    The C{wanted} notes nearest to C{embedding} in one model's hnsw index, each
+    with its nearest chunk.
 
     The index holds chunks, and a long note can fill any number of the nearest: the
     query widens (doubling, up to L{MAX_VECTOR_CHUNKS}) until it finds C{wanted}
@@ -228,19 +229,14 @@ def vector_ranking(index: VaultIndex, vectors: VectorIndex, embedding: Any, want
     """
     asked = max(wanted * SPREAD, MIN_VECTOR_CHUNKS)
     while True:
-        found = yield index.run_cpu(vectors.query, embedding, asked,
+        found = yield vectors.query(embedding, asked,
                                     None if allowed is None else allowed.__contains__)
         found.sort(key=lambda hit: (hit[1], hit[0]))
-        notes = yield index.db.run(chunk_note_ids, [cid for cid, _ in found])
+        notes = yield index.read(chunk_note_ids, [cid for cid, _ in found])
         ranking = best_per_note([(cid, notes[cid]) for cid, _ in found if cid in notes])
         if len(ranking) >= wanted or len(found) < asked or asked >= MAX_VECTOR_CHUNKS:
             return dict(list(ranking.items())[:wanted])
         asked = min(asked * 2, MAX_VECTOR_CHUNKS)
-
-
-def _current(model_id: str, vectors: VectorIndex) -> bool:
-    # After a model switch, until the first new vector, the index is the old model's.
-    return vectors.ready and vectors.model_id == model_id
 
 
 class Searcher:
@@ -249,33 +245,28 @@ class Searcher:
     def __init__(self, index: VaultIndex) -> None:
         self._index = index
 
-    def _vectors_usable(self) -> bool:
-        """Every active model is loaded and its vector index is its own."""
-        return all(embedder.loaded and _current(model_id, vectors)
-                   for model_id, embedder, vectors in self._index.vector_sources())
-
     def _load_models(self) -> None:
-        for model_id, _, _ in self._index.vector_sources():
+        for model_id in self._index.model_ids:
             self._index.load_model(model_id).addErrback(
                 lambda f: log.failure("loading the embedding model failed", f))
 
     def _prepare(self) -> Deferred[Any]:
         """Prepare the active models' hnsw indexes (once; a failure is logged)."""
-        return self._index.prepare_vectors(self._index.active).addErrback(
+        return self._index.prepare_vectors(active_only=True).addErrback(
             lambda f: log.failure("could not prepare the vector index", f))
 
-    def _embed_query(self, q: str) -> list[tuple[str, VectorIndex, Deferred[Any]]]:
-        """Start embedding C{q} by each active model: (model id, its index, vectors)."""
+    def _embed_query(self, q: str) -> list[tuple[VectorMirror, Deferred[Any]]]:
+        """Start embedding C{q} by each active model: (its hnsw mirror, vectors)."""
         index = self._index
 
         def embed(_: None, model_id: str) -> Deferred[Any]:
             return index.embed([q], model_id)
 
-        return [(model_id, vectors, index.load_model(model_id).addCallback(embed, model_id))
-                for model_id, _, vectors in index.vector_sources()]
+        return [(mirror, index.load_model(mirror.model_id).addCallback(embed, mirror.model_id))
+                for mirror in index.vector_sources()]
 
     @inlineCallbacks
-    def search(self, query: SearchQuery) -> Any:
+    def search(self, query: SearchQuery) -> Yielding[dict[str, Any]]:
         """
         Rank notes (C{query.k} of them when as many match), each shown by its best chunk.
 
@@ -288,7 +279,7 @@ class Searcher:
         # can beat one ranked high in one.
         wanted = max(query.k * DEPTH, 50) if mode == "hybrid" else query.k
         degraded = False
-        if mode == "hybrid" and not self._vectors_usable():
+        if mode == "hybrid" and not index.vectors_usable():
             degraded = True
             self._load_models()
             if not index.vectors_prepared():
@@ -312,21 +303,23 @@ class Searcher:
             # Fused with vectors, an any-term list adds notes that share one word with
             # the query at full weight (nDCG@10 on bench/data: 0.722 with it, 0.826
             # without).
-            ranked = yield index.db.run(fts_ranked, query, terms, wanted,
+            ranked = yield index.read(fts_ranked, query, terms, wanted,
                                         query.any_term or not use_vectors)
             fts = best_per_note(ranked)
         if embeddings:
             allowed = None
             if query.filters()[0]:
-                allowed = yield index.db.run(allowed_chunks, query)
-            embedded = yield DeferredList([d for _, _, d in embeddings], consumeErrors=True)
+                allowed = yield index.read(allowed_chunks, query)
+            embedded = yield DeferredList([d for _, d in embeddings], consumeErrors=True)
             if preparing is not None:
                 yield preparing
-            for (model_id, vectors, _), (ok, result) in zip(embeddings, embedded, strict=True):
+            for (mirror, _), (ok, result) in zip(embeddings, embedded, strict=True):
                 if not ok:
                     result.raiseException()
-                if _current(model_id, vectors):
-                    ranking = yield vector_ranking(index, vectors, result[0], wanted, allowed)
+                # After a model switch, until the first new vector, the index is the
+                # old model's.
+                if mirror.current:
+                    ranking = yield vector_ranking(index, mirror, result[0], wanted, allowed)
                     vector_lists.append(ranking)
         # A single list keeps its order (fusion scores it 1 / (RRF_K + rank)).
         fused = {"fts": [fts], "vector": vector_lists}.get(mode, [fts, *vector_lists])
@@ -335,7 +328,7 @@ class Searcher:
 
     @inlineCallbacks
     def _hits(self, terms: list[str], ordered: list[tuple[int, float]],
-              rankings: list[NoteRanking]) -> Any:
+              rankings: list[NoteRanking]) -> Yielding[list[dict[str, Any]]]:
         """
         The hits for notes C{ordered}, each shown by its best chunk in the first of
         C{rankings} (full text, then each vector index) that has it.
@@ -343,7 +336,7 @@ class Searcher:
         fts, *vector_lists = rankings
         vector = vector_lists[0] if vector_lists else {}
         shown = [next(r[nid][1] for r in rankings if nid in r) for nid, _ in ordered]
-        details = yield self._index.db.run(chunk_notes, shown)
+        details = yield self._index.read(chunk_notes, shown)
         hits = []
         for (note_id, score), chunk_id in zip(ordered, shown, strict=True):
             _, path, title, heading_json, text, date, tags_json = details[chunk_id]

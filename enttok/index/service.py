@@ -105,7 +105,7 @@ class IndexService(MultiService):
     def _warm_models(self) -> None:
         """Load the active models now (each in its worker process), so the first scan's
         embedding and the first semantic search do not wait for them."""
-        for model_id, _, _ in self.index.vector_sources():
+        for model_id in self.index.model_ids:
             self.index.load_model(model_id).addErrback(self._not_loaded, model_id)
 
     def _not_loaded(self, failure: Failure, model_id: str) -> None:
