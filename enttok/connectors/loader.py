@@ -6,8 +6,9 @@ import importlib
 import sys
 from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
 
@@ -19,6 +20,9 @@ from enttok.connectors.interface import (
     job_type_name,
 )
 from enttok.jobs.registry import JobType
+
+if TYPE_CHECKING:
+    from enttok.jobs.context import JobContext
 
 log = Logger(namespace="enttok.connectors")
 
@@ -80,7 +84,7 @@ def connector_job(connector: IConnector) -> JobType:
     C{sync}, and a lock per connector (two syncs of one source never overlap).
     """
 
-    def handle(ctx: Any) -> Any:
+    def handle(ctx: JobContext) -> Deferred[dict[str, Any]]:
         return connector.sync(ctx)
 
     return JobType(name=job_type_name(connector.connector_id),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 
 from enttok.common.deferreds import Yielding
@@ -413,10 +413,10 @@ PAYLOAD = {"workspace_id": Field(text(r"[A-Za-z0-9_.-]{1,64}", 64), "default",
 
 
 def sync_handler(db: Database, clock: IReactorTime, settings: Callable[[], GitHubSettings],
-                 client_for: ClientFactory) -> Callable[[JobContext], Any]:
+                 client_for: ClientFactory) -> Callable[[JobContext], Deferred[dict[str, Any]]]:
     """The handler of L{github_sync_job}: one L{GitHubSync} run with the settings in force."""
 
-    def handle(ctx: JobContext) -> Any:
+    def handle(ctx: JobContext) -> Deferred[dict[str, Any]]:
         github = settings()
         if not github.configured:
             raise JobFailed("github_auth", "no GitHub token: set settings.github.token")
