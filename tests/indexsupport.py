@@ -182,12 +182,13 @@ def check_consistent(case: SynchronousTestCase, index: VaultIndex) -> None:
                            "on n.note_id = c.note_id where n.note_id is null").fetchone()[0]
     case.assertEqual(orphans, 0)
     stored = dict(index_store.vector_page(conn, index.model_id, 0, 1_000_000))
-    case.assertEqual(index.vectors.live_count, len(stored))
-    case.assertEqual(live_labels(index.vectors), set(stored))
+    vectors: Any = index.vectors
+    case.assertEqual(vectors.live_count, len(stored))
+    case.assertEqual(live_labels(vectors), set(stored))
     if stored:
         ids = sorted(stored)
         expected = np.frombuffer(b"".join(stored[i] for i in ids), dtype=np.float32)
-        got = index.vectors._index.get_items(ids, return_type="numpy")
+        got = vectors._index.get_items(ids, return_type="numpy")
         np.testing.assert_allclose(got, expected.reshape(len(ids), -1), atol=1e-5)
 
 

@@ -76,6 +76,26 @@ def imported(source: str, module: str, is_package: bool,
                 yield node.lineno, full if exists(full) else base
 
 
+#: What modules outside C{enttok/index/} may import from it: the facade
+#: (C{VaultIndex}), search, the job types, the index's service, and the model,
+#: vector and embedder seams the service tree wires. The rest (the hnsw mirrors,
+#: the model set, the embedding pipeline, the SQL, the workers) is the index's own.
+INDEX_PUBLIC = frozenset(f"enttok.index.{name}" for name in (
+    "indexer", "search", "jobs", "service", "watcher", "models", "vectors",
+    "vector_client", "embedder", "text"))
+
+
+def index_internals(source: str, module: str, is_package: bool = False,
+                    exists: Any = is_module) -> list[str]:
+    """The imports of index internals by C{module} (outside C{enttok.index}), one line each."""
+    if module == "enttok.index" or module.startswith("enttok.index."):
+        return []
+    return [f"{module}:{line} imports {target}, inside enttok/index/"
+            for line, target in imported(source, module, is_package, exists)
+            if target.startswith("enttok.index.") and not any(
+                target == public or target.startswith(public + ".") for public in INDEX_PUBLIC)]
+
+
 def upward_imports(source: str, module: str, is_package: bool = False,
                    exists: Any = is_module) -> list[str]:
     """The imports of C{module} that break the layer order, one line each."""
@@ -108,6 +128,19 @@ class LayerTests(SynchronousTestCase):
                     for p in upward_imports(path.read_text(encoding="utf-8"), name,
                                             path.name == "__init__.py")]
         self.assertEqual(problems, [])
+
+    def test_index_internals_stay_inside(self) -> None:
+        problems = [p for name, path in modules()
+                    for p in index_internals(path.read_text(encoding="utf-8"), name,
+                                             path.name == "__init__.py")]
+        self.assertEqual(problems, [])
+
+    def test_an_import_of_index_internals_is_found(self) -> None:
+        source = ("from enttok.index.mirror import VectorMirror\n"
+                  "from enttok.index import store\n"
+                  "from enttok.index.indexer import VaultIndex\n")
+        self.assertEqual(len(index_internals(source, "enttok.api.search")), 2)
+        self.assertEqual(index_internals(source, "enttok.index.search"), [])
 
     def test_every_module_has_a_layer(self) -> None:
         self.assertEqual([name for name, _ in modules() if group_of(name) is None], [])
