@@ -206,11 +206,9 @@ class EnttokService(OrderedServices):
         if host is not None:
             self._add("vector-host", VectorHostService(host, pool_runner(reactor, embed_pool)))
 
-        # (Any until VaultIndex takes an IVectorIndex rather than a VectorIndex.)
-        def vectors_for(model_id: str) -> Any:
+        def vectors_for(model_id: str) -> IVectorIndex:
             path = model_file(hnsw, model_id)
-            vectors: IVectorIndex = VectorIndex(path) if host is None else host.index(path)
-            return vectors
+            return VectorIndex(path) if host is None else host.index(path)
 
         # (Looked up when called: the tests replace embedder_for.)
         first = embedder_for(active[0])
