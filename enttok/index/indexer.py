@@ -178,6 +178,7 @@ class VaultIndex:
 
     @property
     def run_cpu(self) -> BlockingRunner:
+        """Where file reading, parsing and hnswlib work run (tests may replace it)."""
         return self._workers.cpu
 
     @run_cpu.setter
@@ -186,6 +187,7 @@ class VaultIndex:
 
     @property
     def run_embed(self) -> BlockingRunner:
+        """The embedders' threads (tests may replace it)."""
         return self._workers.embed
 
     @run_embed.setter

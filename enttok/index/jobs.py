@@ -25,8 +25,13 @@ from enttok.validation import (
     text,
     timestamp,
 )
+from enttok.vault.walker import FileEntry, WalkWarning
 
 Submit = Callable[[str, Any], Deferred[Any]]
+#: The vault's notes and the walk's warnings (L{list_vault}).
+Listing = tuple[list[FileEntry], list[WalkWarning]]
+#: The known notes' C{(size, mtime_ns)} by path, and the stale ones.
+NoteStats = tuple[dict[str, tuple[int, int]], set[str]]
 Setting = Callable[[], Any]
 
 MAX_PATHS = 100_000
@@ -202,7 +207,8 @@ def scan_job(index: VaultIndex, vault_path: Setting, submit: Submit) -> JobType:
 
 
 @inlineCallbacks
-def _listing_and_stats(ctx: JobContext, index: VaultIndex, root: str) -> Yielding[Any]:
+def _listing_and_stats(ctx: JobContext, index: VaultIndex,
+                       root: str) -> Yielding[tuple[Listing, NoteStats]]:
     """
     The notes the database knows (L{index_store.note_stats}, on its thread), then
     the vault's files and warnings (L{list_vault}, a worker thread).
