@@ -191,6 +191,18 @@ class VectorHostProcessTests(SynchronousTestCase):
         self.assertEqual(saved.query(self.vectors[3], 1)[0][0], 4)
         self.assertFalse(other.ready)
 
+    def test_through_the_frozen_launcher(self) -> None:
+        """The frozen runtime starts the host as C{enttok-backend --run-module
+        enttok.index.vector_host} (L{enttok.runtime.worker_argv}): its launcher here."""
+        launcher = [sys.executable, "-c", "from enttok import frozen; frozen.main()",
+                    "--run-module", "enttok.index.vector_host"]
+        host = VectorHost(PipeWorker(lambda: launcher))
+        self.addCleanup(host.close)
+        index = host.index(self.path)
+        index.reset("model-a", DIM, 3)
+        index.add(self.ids, self.vectors)
+        self.assertEqual(index.query(self.vectors[2], 1)[0][0], 3)
+
     def test_host_dies_during_a_call(self) -> None:
         host = VectorHost(PipeWorker(lambda: DIES))
         self.addCleanup(host.close)
