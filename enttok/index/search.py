@@ -215,7 +215,7 @@ def fuse(rankings: Sequence[NoteRanking], k: int) -> list[tuple[int, float]]:
 
 
 @inlineCallbacks
-def vector_ranking(index: VaultIndex, vectors: VectorMirror, embedding: Any, wanted: int,
+def vector_ranking(index: VaultIndex, mirror: VectorMirror, embedding: Any, wanted: int,
                    allowed: set[int] | None) -> Yielding[NoteRanking]:
     """
     The C{wanted} notes nearest to C{embedding} in one model's hnsw index, each
@@ -229,8 +229,8 @@ def vector_ranking(index: VaultIndex, vectors: VectorMirror, embedding: Any, wan
     """
     asked = max(wanted * SPREAD, MIN_VECTOR_CHUNKS)
     while True:
-        found = yield vectors.query(embedding, asked,
-                                    None if allowed is None else allowed.__contains__)
+        found = yield mirror.query(embedding, asked,
+                                   None if allowed is None else allowed.__contains__)
         found.sort(key=lambda hit: (hit[1], hit[0]))
         notes = yield index.read(chunk_note_ids, [cid for cid, _ in found])
         ranking = best_per_note([(cid, notes[cid]) for cid, _ in found if cid in notes])
@@ -304,7 +304,7 @@ class Searcher:
             # the query at full weight (nDCG@10 on bench/data: 0.722 with it, 0.826
             # without).
             ranked = yield index.read(fts_ranked, query, terms, wanted,
-                                        query.any_term or not use_vectors)
+                                      query.any_term or not use_vectors)
             fts = best_per_note(ranked)
         if embeddings:
             allowed = None
