@@ -126,10 +126,10 @@ class _Collect(ProcessProtocol):
         if self.done.called:  # canceled: the Deferred already failed
             return
         if self.error is not None:
-            self.done.errback(Failure(self.error))
-        elif reason.check(ProcessDone):
+            self.done.errback(self.error)
+        elif isinstance(reason.value, ProcessDone):
             self.done.callback(0)
-        elif reason.check(ProcessTerminated):
+        elif isinstance(reason.value, ProcessTerminated):
             code = getattr(reason.value, "exitCode", None)
             self.done.callback(code if code is not None else -1)
         else:
