@@ -231,3 +231,52 @@ class VectorHostProcessTests(SynchronousTestCase):
         self.successResultOf(service.stopService())
         self.assertIsNotNone(process.poll())
         self.assertIsNone(self.host._worker.process)  # type: ignore[attr-defined]
+
+
+class LostIndexTests(SynchronousTestCase):
+    """An index the host lost (it died) is loaded again, not left empty or partial."""
+
+    def setUp(self) -> None:
+        from enttok.index.indexer import VaultIndex
+        from enttok.store import Database
+        from tests.embedders import HashingEmbedder
+        from tests.indexsupport import IndexFixture, make_vault
+
+        notes = {f"note-{i}.md": f"# Note {i}\n\nWords about topic {i} and more.\n"
+                 for i in range(12)}
+        self.fixture = fixture = IndexFixture(self, make_vault(self, notes), prepare=False)
+        self.worker = LoopbackWorker()
+        host = VectorHost(self.worker)
+        fixture.vectors = host.index(fixture.hnsw_path)  # type: ignore[assignment]
+        fixture.index = VaultIndex(fixture.clock, fixture.db, HashingEmbedder(),
+                                   fixture.vectors, run_inline, run_inline)
+        self.successResultOf(fixture.index.prepare_vectors())
+        fixture.index_all()
+        self.db: Database = fixture.db
+
+    def stored(self) -> int:
+        from enttok.index import store as index_store
+
+        return index_store.count_live_vectors(self.db.connection, self.fixture.index.model_id)
+
+    def test_search_prepares_a_lost_index_again(self) -> None:
+        index = self.fixture.index
+        self.assertEqual(index.vectors.live_count, self.stored())
+        self.assertTrue(index.vectors_prepared())
+        self.worker.stop()
+        self.assertFalse(index.vectors_prepared())
+        self.successResultOf(index.prepare_vectors())
+        self.assertTrue(index.vectors.ready)
+        self.assertEqual(index.vectors.live_count, self.stored())
+        self.assertTrue(index.vectors_prepared())
+
+    def test_a_batch_after_the_loss_loads_everything(self) -> None:
+        from tests.indexsupport import write
+
+        self.worker.stop()
+        write(self.fixture.vault, "note-0.md", "# Note 0\n\nRewritten entirely.\n")
+        self.fixture.update(["note-0.md"])
+        index = self.fixture.index
+        self.assertTrue(index.vectors.ready)
+        self.assertEqual(index.vectors.live_count, self.stored())
+        self.assertTrue(index.vectors_prepared())

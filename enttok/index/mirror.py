@@ -107,9 +107,22 @@ class VectorMirror:
         #: Orders every change to the index: start-up load, batches, rebuilds.
         self.lock = DeferredLock()
         #: Loaded (or rebuilt) from the database since start.
-        self.prepared = False
+        self._loaded = False
+        #: The index has been built: if it reads as not built now, it was lost
+        #: (its vector host died) and is loaded again.
+        self._built = False
 
     # What search and the pipelines read
+
+    @property
+    def prepared(self) -> bool:
+        """Loaded since start, and not lost since (see L{lost})."""
+        return self._loaded and not self.lost
+
+    @property
+    def lost(self) -> bool:
+        """Built once and gone now: the vector host holding it died."""
+        return self._built and not self.vectors.ready
 
     @property
     def current(self) -> bool:
@@ -173,14 +186,20 @@ class VectorMirror:
     def _prepare_once(self) -> Yielding[None]:
         if not self.prepared:
             yield self._load()
-            self.prepared = True
+            self._loaded, self._built = True, self.ready
 
     @inlineCallbacks
     def _follow_locked(self, result: BatchResult) -> Yielding[None]:
+        if self.lost:
+            # The batch is in the database already: loading brings it in too.
+            yield self._load()
+            self._loaded, self._built = True, self.ready
+            return
         total = None
         if not self.current:
             total = yield self._db.run(index_store.count_live_vectors, self.model_id)
         yield self._workers.cpu(apply_batch, self.vectors, self.model_id, result, total)
+        self._built = self._built or self.ready
 
     @inlineCallbacks
     def _complete_locked(self) -> Yielding[None]:
@@ -243,3 +262,4 @@ class VectorMirror:
             after = page[-1][0]
         vectors.version = version
         yield run_cpu(vectors.save)
+        self._built = True
